@@ -33,10 +33,13 @@ struct BlockCopy {
 class BlockPool {
  public:
   explicit BlockPool(int num_blocks);
-  // A block with reference count 1; ResourceExhausted when none is free.
+  // A block with reference count 1; ResourceExhausted when none is free. The
+  // most recently released block is handed out first (a fresh pool: 0, 1, ...).
   absl::StatusOr<BlockId> Allocate();
+  // Precondition (checked, aborts): `block` is allocated (ref count > 0).
   void AddRef(BlockId block);
   // Drops one reference; the block returns to the free list at zero.
+  // Precondition (checked, aborts): `block` is allocated (ref count > 0).
   void Release(BlockId block);
   int ref_count(BlockId block) const { return ref_counts_[block]; }
   int num_total() const { return static_cast<int>(ref_counts_.size()); }
@@ -64,12 +67,15 @@ class KvCacheManager {
   bool contains(SequenceId id) const { return sequences_.contains(id); }
 
   // Blocks that Append(id, num_new_tokens) would take from the pool (new
-  // blocks plus a copy-on-write of a shared tail block).
+  // blocks plus a copy-on-write of a shared tail block). 0 for an unknown `id`
+  // or num_new_tokens <= 0.
   int BlocksNeededToAppend(SequenceId id, int num_new_tokens) const;
   // Extends `id` by `num_new_tokens` tokens: copy-on-write of the shared block
   // that holds the newest slot when new tokens merge into it or open a slot in
   // it, then new blocks for new slots. All-or-nothing: on ResourceExhausted
-  // nothing changes. Appends required block copies to `copies`.
+  // nothing changes. Appends required block copies to `copies` (at most one:
+  // the tail block; must not be null, else InvalidArgument). NotFound for an
+  // unknown `id`, InvalidArgument for num_new_tokens < 0; 0 is a no-op.
   absl::Status Append(SequenceId id, int num_new_tokens, std::vector<BlockCopy>* copies);
 
   // Preconditions for the accessors below: contains(id).
@@ -90,6 +96,14 @@ class KvCacheManager {
     std::vector<BlockId> blocks;
     int64_t num_tokens = 0;
   };
+  // What Append(seq, num_new_tokens) would take from the pool.
+  struct AppendPlan {
+    bool cow = false;         // the tail block is shared and gets written: copy it
+    int64_t new_blocks = 0;   // blocks for slots beyond the table
+    int64_t total() const { return new_blocks + (cow ? 1 : 0); }
+  };
+  AppendPlan PlanAppend(const Sequence& seq, int num_new_tokens) const;
+
   KvCacheGeometry geometry_;
   BlockPool pool_;
   std::unordered_map<SequenceId, Sequence> sequences_;

@@ -1,0 +1,31 @@
+#include "engine/model/decoder_spec.h"
+
+namespace mtla {
+
+DecoderSpec LlamaMtlaDecoderSpec(const LlamaMtlaConfig& config) {
+  DecoderSpec spec;
+  spec.attention = config.attention;
+  spec.hidden_size = config.hidden_size;
+  spec.intermediate_size = config.intermediate_size;
+  spec.num_layers = config.num_layers;
+  spec.vocab_size = config.vocab_size;
+  spec.max_context_tokens = config.max_position_embeddings;
+  spec.norm = NormKind::kRmsNorm;
+  spec.norm_eps = config.rms_norm_eps;
+  spec.mlp = MlpKind::kSwiGlu;
+  spec.residual = ResidualStyle::kPreNorm;
+  spec.embed_scale = 1.0f;
+  spec.eos_token_id = config.eos_token_id;
+  spec.names.embed_tokens = "model.embed_tokens.weight";
+  spec.names.final_norm = "model.norm";
+  spec.names.lm_head = config.tie_word_embeddings ? "" : "lm_head.weight";
+  spec.names.attention = "model.layers.{}.self_attn";
+  spec.names.attention_norm = "model.layers.{}.input_layernorm";
+  spec.names.mlp_norm = "model.layers.{}.post_attention_layernorm";
+  spec.names.mlp_in = "model.layers.{}.mlp.gate_proj";
+  spec.names.mlp_up = "model.layers.{}.mlp.up_proj";
+  spec.names.mlp_out = "model.layers.{}.mlp.down_proj";
+  return spec;
+}
+
+}  // namespace mtla

@@ -1,0 +1,44 @@
+// mtla-conformance: checks the engine against reference data in the formats of
+// shared/testdata (DESIGN.md section 7). One line per check; exits non-zero on
+// any failure.
+//
+//   mtla-conformance attention FILE...   one MTLA layer (mtla_reference format)
+//   mtla-conformance model DIR...        a LlamaMTLA checkpoint (model_reference format)
+#include <cstdio>
+#include <cstring>
+#include <string>
+
+#include "tools/conformance/attention_check.h"
+#include "tools/conformance/check_report.h"
+#include "tools/conformance/model_check.h"
+
+namespace {
+
+int Usage() {
+  std::fprintf(stderr,
+               "usage: mtla-conformance attention FILE...\n"
+               "       mtla-conformance model DIR...\n");
+  return 2;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 3) return Usage();
+  const std::string mode = argv[1];
+  mtla::conformance::CheckReport report;
+  for (int i = 2; i < argc; ++i) {
+    absl::Status status;
+    if (mode == "attention") {
+      status = mtla::conformance::CheckAttentionFile(argv[i], &report);
+    } else if (mode == "model") {
+      status = mtla::conformance::CheckModelDir(argv[i], &report);
+    } else {
+      return Usage();
+    }
+    if (!status.ok()) report.Error(argv[i], status.ToString());
+  }
+  std::printf("%d checks, %d passed, %d failed\n", report.checks(),
+              report.checks() - report.failures(), report.failures());
+  return report.failures() == 0 ? 0 : 1;
+}
