@@ -77,6 +77,52 @@ EOS = 2
 PAD = 1
 
 
+def _busy_cpu_seconds():
+    """Busy CPU seconds of the whole machine (all processes), from /proc/stat."""
+    try:
+        with open("/proc/stat") as f:
+            fields = [int(v) for v in f.readline().split()[1:]]
+    except OSError:
+        return None
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+    return (sum(fields[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+
+def _own_cpu_seconds():
+    t = os.times()
+    return t.user + t.system
+
+
+class OtherLoad:
+    """Share of the machine's CPU capacity used by OTHER processes while the
+    block ran (0 = machine otherwise idle, 1 = all cores busy elsewhere)."""
+
+    def __enter__(self):
+        self.b0, self.o0, self.w0 = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+        return self
+
+    def __exit__(self, *exc):
+        b1, o1, w1 = _busy_cpu_seconds(), _own_cpu_seconds(), time.perf_counter()
+        if self.b0 is None or b1 is None:
+            self.value = None
+        else:
+            other = (b1 - self.b0) - (o1 - self.o0)
+            self.value = max(0.0, other / ((w1 - self.w0) * os.cpu_count()))
+        return False
+
+
+def wait_for_idle(max_wait_s, threshold=0.1):
+    """Wait (up to max_wait_s) until other processes use < threshold of the CPUs
+    over a 2 s window. Returns the seconds waited."""
+    start = time.perf_counter()
+    while time.perf_counter() - start < max_wait_s:
+        with OtherLoad() as ol:
+            time.sleep(2.0)
+        if ol.value is None or ol.value < threshold:
+            break
+    return time.perf_counter() - start
+
+
 def load_official_mtla(path):
     spec = importlib.util.spec_from_file_location("official_mtla_MTLA", path)
     if spec is None or spec.loader is None:
@@ -257,6 +303,9 @@ def main():
                          "decoder call (fairseq re-runs it every call)")
     ap.add_argument("--no-check", action="store_true",
                     help="skip the incremental-vs-full-pass consistency check")
+    ap.add_argument("--wait-idle", type=float, default=0.0, metavar="MAX_S",
+                    help="before each measured run, wait up to MAX_S seconds for "
+                         "other processes to leave the CPUs idle (default: no wait)")
     ap.add_argument("--json", help="write results here")
     args = ap.parse_args()
 
@@ -302,23 +351,30 @@ def main():
             torch.manual_seed(args.seed + bsz)
             enc = torch.randn(args.prefix_frames, bsz, cfg["enc_dim"])
             greedy_decode(decoder, enc, args.new_tokens, args.cache_projector)  # warm-up
-            prefix_s, decode_s = [], []
+            prefix_s, decode_s, other_load = [], [], []
             ref_tokens = None
             for _ in range(args.repeats):
-                toks, tp, td = greedy_decode(decoder, enc, args.new_tokens,
-                                             args.cache_projector)
+                if args.wait_idle > 0:
+                    wait_for_idle(args.wait_idle)
+                with OtherLoad() as ol:
+                    toks, tp, td = greedy_decode(decoder, enc, args.new_tokens,
+                                                 args.cache_projector)
+                other_load.append(ol.value)
                 if ref_tokens is None:
                     ref_tokens = toks
                 elif not torch.equal(ref_tokens, toks):
                     print("warning: repeats produced different tokens", flush=True)
                 prefix_s.append(tp)
                 decode_s.append(td)
+                ol_txt = "n/a" if ol.value is None else f"{ol.value:.0%}"
                 print(f"  batch {bsz}: prefix {tp*1e3:.1f} ms, decode {td:.3f} s, "
-                      f"{bsz*args.new_tokens/td:.1f} tok/s", flush=True)
+                      f"{bsz*args.new_tokens/td:.1f} tok/s (other processes used "
+                      f"{ol_txt} of the CPUs)", flush=True)
             tok_s = [bsz * args.new_tokens / d for d in decode_s]
             results["batches"][str(bsz)] = {
                 "prefix_s": prefix_s,
                 "decode_s": decode_s,
+                "other_processes_cpu_share": other_load,
                 "median_prefix_s": statistics.median(prefix_s),
                 "median_decode_s": statistics.median(decode_s),
                 "median_tok_per_s": statistics.median(tok_s),
@@ -328,12 +384,18 @@ def main():
     results["loadavg_end"] = os.getloadavg()
     print()
     print(f"load average (1/5/15 min) at start {results['loadavg_start']}, "
-          f"at end {results['loadavg_end']}; other processes on the "
-          f"{os.cpu_count()} cores distort the numbers")
-    print(f"{'batch':>5} {'tok/s (median)':>15} {'ms/step':>9} {'prefix ms':>10}")
+          f"at end {results['loadavg_end']}")
+    print(f"{'batch':>5} {'tok/s (median)':>15} {'ms/step':>9} {'prefix ms':>10} "
+          f"{'other load':>10}")
     for bsz, r in results["batches"].items():
+        loads = [v for v in r["other_processes_cpu_share"] if v is not None]
+        lt = f"{max(loads):.0%} max" if loads else "n/a"
         print(f"{bsz:>5} {r['median_tok_per_s']:>15.1f} {r['median_ms_per_step']:>9.2f} "
-              f"{r['median_prefix_s']*1e3:>10.1f}")
+              f"{r['median_prefix_s']*1e3:>10.1f} {lt:>10}")
+    if any(v is not None and v > 0.1 for r in results["batches"].values()
+           for v in r["other_processes_cpu_share"]):
+        print("warning: other processes used more than 10% of the CPUs during a "
+              "measurement; the numbers are pessimistic. Re-run on an idle machine.")
     if args.json:
         with open(args.json, "w") as f:
             json.dump(results, f, indent=2)

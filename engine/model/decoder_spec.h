@@ -55,6 +55,12 @@ struct DecoderSpec {
 // The LlamaMTLA family's spec (half-split RoPE, RMSNorm, SwiGLU, pre-norm).
 DecoderSpec LlamaMtlaDecoderSpec(const LlamaMtlaConfig& config);
 
+// The paper's speech-translation MTLA decoder with fairseq weight names
+// (interleaved RoPE, LayerNorm eps 1e-5, shared attention LayerNorm, ReLU FFN,
+// embeddings scaled by sqrt(E), untied output projection).
+DecoderSpec FairseqMtlaDecoderSpec(const MtlaAttentionConfig& attention, int ffn_dim,
+                                   int num_layers, int vocab_size, int max_context_tokens);
+
 }  // namespace mtla
 
 #endif  // MTLA_ENGINE_MODEL_DECODER_SPEC_H_

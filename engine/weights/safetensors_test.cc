@@ -32,19 +32,29 @@ std::string Bytes(const std::vector<T>& values) {
   return out;
 }
 
-// Writes `contents` to a fresh file under the test temp dir; returns its path.
-std::string WriteTemp(const std::string& contents) {
-  static int counter = 0;
-  const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-  std::filesystem::path path = std::filesystem::path(::testing::TempDir()) /
-                               (std::string("st_") + info->name() + "_" +
-                                std::to_string(counter++) + ".safetensors");
-  std::ofstream(path, std::ios::binary).write(contents.data(), contents.size());
-  return path.string();
-}
+// A file under the test temp dir holding `contents`, removed on destruction
+// (an open SafetensorsFile keeps its mapping after the unlink).
+class TempFile {
+ public:
+  explicit TempFile(const std::string& contents) {
+    static int counter = 0;
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    path_ = (std::filesystem::path(::testing::TempDir()) /
+             (std::string("st_") + info->name() + "_" + std::to_string(counter++) +
+              ".safetensors"))
+                .string();
+    std::ofstream(path_, std::ios::binary).write(contents.data(), contents.size());
+  }
+  ~TempFile() { std::filesystem::remove(path_); }
+  const std::string& path() const { return path_; }
+
+ private:
+  std::string path_;
+};
 
 absl::StatusOr<std::unique_ptr<SafetensorsFile>> OpenBytes(const std::string& contents) {
-  return SafetensorsFile::Open(WriteTemp(contents));
+  TempFile temp(contents);
+  return SafetensorsFile::Open(temp.path());
 }
 
 // A valid two-tensor F32 file used as the base for corruption tests.
@@ -59,7 +69,8 @@ std::string ValidFile() {
 // Expects a non-OK status whose message names the file and `tensor`.
 void ExpectErrorNaming(const std::string& header, const std::string& data,
                        const std::string& tensor) {
-  const std::string path = WriteTemp(BuildSafetensors(header, data));
+  TempFile temp(BuildSafetensors(header, data));
+  const std::string& path = temp.path();
   auto file = SafetensorsFile::Open(path);
   ASSERT_FALSE(file.ok()) << header;
   EXPECT_EQ(file.status().code(), absl::StatusCode::kInvalidArgument) << file.status();
