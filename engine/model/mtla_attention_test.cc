@@ -46,8 +46,7 @@ double RelL2(const std::vector<float>& got, const std::vector<float>& want) {
     norm += static_cast<double>(want[i]) * want[i];
   }
   if (std::isnan(diff)) return NAN;
-  double rr= norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
-  static double mx=0; if (rr>mx){mx=rr; fprintf(stderr,"MAX %g\n",mx);} return rr;
+  return norm > 0.0 ? std::sqrt(diff / norm) : std::sqrt(diff);
 }
 
 // ---------------------------------------------------------------------------
