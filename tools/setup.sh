@@ -11,6 +11,7 @@ PACKAGES=(
   libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-openmp-dev
+  prometheus-cpp-dev prometheus
   nlohmann-json3-dev
   libsentencepiece-dev
   python3

@@ -116,6 +116,28 @@ int KvCacheManager::BlocksNeededToAppend(SequenceId id, int num_new_tokens) cons
   return static_cast<int>(PlanAppend(it->second, num_new_tokens).total());
 }
 
+int KvCacheManager::BlocksNeededToAppendAll(
+    const std::vector<std::pair<SequenceId, int>>& appends) const {
+  std::unordered_map<BlockId, int> owners_left;  // shared tail block -> owners still sharing it
+  int64_t total = 0;
+  for (const auto& [id, count] : appends) {
+    auto it = sequences_.find(id);
+    if (it == sequences_.end()) continue;
+    AppendPlan plan = PlanAppend(it->second, count);
+    if (plan.cow) {
+      const BlockId tail = it->second.blocks.back();
+      auto [entry, inserted] = owners_left.try_emplace(tail, pool_.ref_count(tail));
+      if (entry->second > 1) {
+        --entry->second;  // this owner takes a private copy
+      } else {
+        plan.cow = false;  // every other owner copied already: write in place
+      }
+    }
+    total += plan.total();
+  }
+  return static_cast<int>(total);
+}
+
 absl::Status KvCacheManager::Append(SequenceId id, int num_new_tokens,
                                     std::vector<BlockCopy>* copies) {
   auto it = sequences_.find(id);

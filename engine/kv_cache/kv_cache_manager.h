@@ -70,6 +70,11 @@ class KvCacheManager {
   // blocks plus a copy-on-write of a shared tail block). 0 for an unknown `id`
   // or num_new_tokens <= 0.
   int BlocksNeededToAppend(SequenceId id, int num_new_tokens) const;
+  // Blocks that appending appends[i].second tokens to sequence appends[i].first,
+  // in order, would take from the pool. Unlike summing BlocksNeededToAppend, it
+  // sees that once all but one owner of a shared tail block have copied it,
+  // the last owner writes in place. Unknown ids count 0.
+  int BlocksNeededToAppendAll(const std::vector<std::pair<SequenceId, int>>& appends) const;
   // Extends `id` by `num_new_tokens` tokens: copy-on-write of the shared block
   // that holds the newest slot when new tokens merge into it or open a slot in
   // it, then new blocks for new slots. All-or-nothing: on ResourceExhausted

@@ -10,13 +10,21 @@ ModelRunner::ModelRunner(std::unique_ptr<ModelBackend> backend)
       cache_(backend_->cache_geometry(), backend_->num_cache_blocks()) {}
 
 absl::Status ModelRunner::Step(absl::Span<const SequenceWork> work, std::vector<float>* logits) {
-  int needed = 0;
+  const int vocab = backend_->spec().vocab_size;
+  appends_.clear();
   for (const SequenceWork& w : work) {
     if (!cache_.contains(w.id)) {
       return absl::NotFoundError(absl::StrCat("sequence ", w.id, " is not in the cache"));
     }
-    needed += cache_.BlocksNeededToAppend(w.id, static_cast<int>(w.tokens.size()));
+    for (int32_t id : w.tokens) {
+      if (id < 0 || id >= vocab) {
+        return absl::InvalidArgumentError(absl::StrCat("sequence ", w.id, ": token id ", id,
+                                                       " outside the vocabulary [0, ", vocab, ")"));
+      }
+    }
+    appends_.emplace_back(w.id, static_cast<int>(w.tokens.size()));
   }
+  const int needed = cache_.BlocksNeededToAppendAll(appends_);
   if (needed > cache_.num_free_blocks()) {
     return absl::ResourceExhaustedError(absl::StrCat("step needs ", needed, " cache blocks, ",
                                                      cache_.num_free_blocks(), " free"));

@@ -34,15 +34,16 @@ class ModelRunner {
 
   // Runs one step. `logits` receives the wanted rows in `work` order,
   // [rows, vocab]. Every sequence must already exist in cache(). Fails with
-  // ResourceExhausted, changing nothing, when the cache cannot hold the new
-  // tokens. After any other failure the step's sequences are in an undefined
-  // state and must be freed.
+  // ResourceExhausted (cache too small) or InvalidArgument (token id outside
+  // the vocabulary), changing nothing in either case. After any other failure
+  // the step's sequences are in an undefined state and must be freed.
   absl::Status Step(absl::Span<const SequenceWork> work, std::vector<float>* logits);
 
  private:
   std::unique_ptr<ModelBackend> backend_;
   KvCacheManager cache_;
   std::vector<BlockCopy> copies_;
+  std::vector<std::pair<SequenceId, int>> appends_;
 };
 
 // Index of the largest logit (the first one on ties).

@@ -291,7 +291,8 @@ class PagedLayerRun {
   }
 
   // Runs the steps; in each, the participating sequences are appended to the
-  // cache and laid out in the step's token arrays in a random order.
+  // cache and laid out in the step's token arrays in a random order, and the
+  // chunk list passed to Forward is in another random order.
   void Run(const std::vector<SequenceInput>& inputs, const std::vector<std::vector<int>>& steps) {
     const int e = layer_.config().embed_dim;
     std::vector<int64_t> done(inputs.size(), 0);
@@ -319,10 +320,16 @@ class PagedLayerRun {
         positions.insert(positions.end(), inputs[b].positions.begin() + done[b],
                          inputs[b].positions.begin() + done[b] + n);
       }
+      // The chunk list need not follow the token layout: shuffle it as well.
+      std::vector<size_t> chunk_order(order.size());
+      std::iota(chunk_order.begin(), chunk_order.end(), 0);
+      std::shuffle(chunk_order.begin(), chunk_order.end(), rng_);
+      std::vector<cpu::SequenceChunk> shuffled_chunks;
+      for (size_t i : chunk_order) shuffled_chunks.push_back(chunks[i]);
       const int64_t n_total = static_cast<int64_t>(positions.size());
       std::vector<float> out(static_cast<size_t>(n_total) * e, NAN);
-      layer_.Forward(x.data(), positions.data(), chunks.data(), static_cast<int>(chunks.size()),
-                     n_total, view_, &ws, out.data());
+      layer_.Forward(x.data(), positions.data(), shuffled_chunks.data(),
+                     static_cast<int>(shuffled_chunks.size()), n_total, view_, &ws, out.data());
       for (size_t i = 0; i < order.size(); ++i) {
         const size_t b = order[i];
         std::copy_n(out.begin() + chunks[i].token_offset * e, chunks[i].num_tokens * e,

@@ -1,0 +1,73 @@
+// The service's Prometheus metrics, prefixed `mtla_`, with the meanings and
+// histogram buckets of vLLM's well-known set. Owns a prometheus::Registry that
+// the server exposes over HTTP (prometheus::Exposer) at /metrics.
+//
+// Thread-safety: all methods are thread-safe (prometheus-cpp metrics are).
+#ifndef MTLA_ENGINE_METRICS_SERVING_METRICS_H_
+#define MTLA_ENGINE_METRICS_SERVING_METRICS_H_
+
+#include <memory>
+#include <string>
+
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace mtla {
+
+class ServingMetrics {
+ public:
+  // `model_name` becomes the label model_name="..." on every metric.
+  explicit ServingMetrics(const std::string& model_name);
+
+  std::shared_ptr<prometheus::Registry> registry() const { return registry_; }
+
+  // Latencies in seconds.
+  void ObserveTimeToFirstToken(double seconds);
+  void ObserveInterTokenLatency(double seconds);
+  void ObserveEndToEndLatency(double seconds);
+  void ObserveQueueTime(double seconds);
+  void ObserveStep(double seconds, int batch_size, int num_tokens);
+
+  void SetRequestsRunning(int n);
+  void SetRequestsWaiting(int n);
+  void SetKvCache(int blocks_used, int blocks_total, double bytes_per_token);
+
+  void AddPromptTokens(int64_t n);
+  void AddGenerationTokens(int64_t n);
+  void AddPreemptions(int64_t n);
+  // status: the gRPC status code name in lower case ("ok", "cancelled", ...).
+  void CountRequest(const std::string& status);
+
+  // Speech (used by the speech-translation service).
+  void AddAudioSeconds(double seconds);
+  void ObserveRealTimeFactor(double rtf);
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::string model_name_;
+  prometheus::Histogram* ttft_;
+  prometheus::Histogram* itl_;
+  prometheus::Histogram* e2e_;
+  prometheus::Histogram* queue_;
+  prometheus::Histogram* step_;
+  prometheus::Histogram* batch_size_;
+  prometheus::Histogram* rtf_;
+  prometheus::Gauge* running_;
+  prometheus::Gauge* waiting_;
+  prometheus::Gauge* kv_usage_;
+  prometheus::Gauge* kv_blocks_total_;
+  prometheus::Gauge* kv_blocks_used_;
+  prometheus::Gauge* kv_bytes_per_token_;
+  prometheus::Counter* prompt_tokens_;
+  prometheus::Counter* generation_tokens_;
+  prometheus::Counter* preemptions_;
+  prometheus::Counter* audio_seconds_;
+  prometheus::Family<prometheus::Counter>* requests_;
+};
+
+}  // namespace mtla
+
+#endif  // MTLA_ENGINE_METRICS_SERVING_METRICS_H_

@@ -1,0 +1,205 @@
+// Continuous-batching scheduler. See scheduler.h for the policy and contracts.
+#include "engine/scheduler/scheduler.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace mtla {
+
+int64_t SchedulerOutput::num_tokens() const {
+  int64_t total = 0;
+  for (const ScheduledWork& w : work) total += w.num_tokens;
+  return total;
+}
+
+Scheduler::Scheduler(const SchedulerConfig& config, KvCacheManager* cache)
+    : config_(config), cache_(cache) {
+  running_.reserve(std::max(config.max_running, 0));
+}
+
+absl::Status Scheduler::Add(RequestId id, int64_t num_tokens, int64_t max_total_tokens) {
+  if (num_tokens < 0 || max_total_tokens < num_tokens) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", id, ": num_tokens ", num_tokens,
+                                                   ", max_total_tokens ", max_total_tokens));
+  }
+  if (requests_.contains(id) || cache_->contains(id)) {
+    return absl::AlreadyExistsError(absl::StrCat("request ", id, " already exists"));
+  }
+  const int64_t blocks = cache_->geometry().BlocksForTokens(max_total_tokens);
+  if (blocks > cache_->num_total_blocks()) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("request ", id, " may need ", blocks, " KV cache blocks (", max_total_tokens,
+                     " tokens); the cache has ", cache_->num_total_blocks()));
+  }
+  if (num_waiting() >= config_.max_waiting) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("waiting queue is full (", config_.max_waiting, " requests)"));
+  }
+  Entry& e = requests_[id];
+  e.id = id;
+  e.num_tokens = num_tokens;
+  e.max_total_tokens = max_total_tokens;
+  e.arrival = next_arrival_++;
+  waiting_.push_back(&e);
+  return absl::OkStatus();
+}
+
+absl::Status Scheduler::AppendTokens(RequestId id, int64_t count) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) {
+    return absl::NotFoundError(absl::StrCat("request ", id, " not found"));
+  }
+  if (count < 0) {
+    return absl::InvalidArgumentError(absl::StrCat("request ", id, ": negative count ", count));
+  }
+  Entry& e = it->second;
+  if (count > e.max_total_tokens - e.num_tokens) {
+    return absl::OutOfRangeError(absl::StrCat("request ", id, ": ", e.num_tokens, " + ", count,
+                                              " tokens exceed its maximum ", e.max_total_tokens));
+  }
+  e.num_tokens += count;
+  return absl::OkStatus();
+}
+
+void Scheduler::OnStepDone(const SchedulerOutput& output) {
+  // `work` follows running order, which between Schedule() and here only
+  // loses elements or grows at the back, so a merge walk over running_ finds
+  // most entries without hashing; a miss falls back to a lookup.
+  constexpr size_t kLookahead = 8;
+  size_t j = 0;
+  for (const ScheduledWork& w : output.work) {
+    Entry* e = nullptr;
+    for (size_t k = j; k < running_.size() && k < j + kLookahead; ++k) {
+      if (running_[k]->id == w.id) {
+        e = running_[k];
+        break;
+      }
+    }
+    if (e == nullptr) {
+      auto it = requests_.find(w.id);
+      if (it == requests_.end()) continue;
+      e = &it->second;
+    }
+    if (!e->running || e->num_computed != w.start) continue;  // removed or preempted since
+    j = e->slot + 1;
+    e->num_computed = std::min(e->num_computed + w.num_tokens, e->num_tokens);
+  }
+}
+
+bool Scheduler::Remove(RequestId id) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return false;
+  Entry* e = &it->second;
+  if (e->running) {
+    running_.erase(running_.begin() + static_cast<ptrdiff_t>(e->slot));
+    for (size_t k = e->slot; k < running_.size(); ++k) running_[k]->slot = k;
+    (void)cache_->Free(id);  // present while running
+  } else {
+    waiting_.erase(std::find(waiting_.begin(), waiting_.end(), e));
+  }
+  requests_.erase(it);
+  return true;
+}
+
+SchedulerOutput Scheduler::Schedule() {
+  SchedulerOutput out;
+  out.work.reserve(running_.size() + 8);
+  Budget budget;
+  budget.tokens = config_.max_batched_tokens;
+  ScheduleRunning(&budget, &out);
+  AdmitWaiting(&budget, &out);
+  return out;
+}
+
+int64_t Scheduler::BlocksNeeded(const Entry& e, int n) const {
+  // The manager's count includes a copy-on-write of a tail block shared after
+  // a fork, which the scheduler cannot see.
+  return cache_->BlocksNeededToAppend(e.id, n);
+}
+
+void Scheduler::ScheduleRunning(Budget* budget, SchedulerOutput* out) {
+  // running_ shrinks from the back while preempting, so re-read its size.
+  for (size_t i = 0; i < running_.size() && budget->tokens > 0; ++i) {
+    Entry* e = running_[i];
+    const int64_t pending = e->num_tokens - e->num_computed;
+    if (pending <= 0) continue;  // nothing known to compute: keeps its blocks
+    const int n = static_cast<int>(std::min(pending, budget->tokens));
+    int64_t blocks = BlocksNeeded(*e, n);
+    bool self_preempted = false;
+    while (blocks > available_blocks(*budget)) {
+      // Only requests after `e` (not planned yet) can be the newest.
+      if (PreemptNewest(out) == e->id) {
+        self_preempted = true;
+        break;
+      }
+      blocks = BlocksNeeded(*e, n);  // a freed victim may have shared e's tail
+    }
+    if (self_preempted) break;  // e was the newest: nothing runs after it
+    out->work.push_back({e->id, e->num_computed, n});
+    budget->tokens -= n;
+    budget->reserved_blocks += blocks;
+  }
+}
+
+void Scheduler::AdmitWaiting(Budget* budget, SchedulerOutput* out) {
+  const KvCacheGeometry& geometry = cache_->geometry();
+  while (!waiting_.empty() && num_running() < config_.max_running) {
+    Entry* e = waiting_.front();
+    const int64_t pending = e->num_tokens;  // num_computed is 0 while waiting
+    const int n = static_cast<int>(std::min(pending, budget->tokens));
+    if (pending > 0 && n <= 0) break;  // no token budget left
+    const int64_t blocks = geometry.BlocksForTokens(n);  // fresh sequence: no sharing
+    if (blocks > available_blocks(*budget)) break;        // FCFS: no skipping ahead
+    if (!cache_->AddSequence(e->id).ok()) break;          // id taken in the cache by others
+    waiting_.pop_front();
+    e->running = true;
+    e->num_computed = 0;
+    e->slot = running_.size();
+    running_.push_back(e);
+    out->admitted.push_back(e->id);
+    if (n > 0) {
+      out->work.push_back({e->id, 0, n});
+      budget->tokens -= n;
+      budget->reserved_blocks += blocks;
+    }
+  }
+}
+
+RequestId Scheduler::PreemptNewest(SchedulerOutput* out) {
+  if (running_.empty()) return -1;
+  Entry* e = running_.back();
+  running_.pop_back();
+  (void)cache_->Free(e->id);  // present while running
+  if (!out->work.empty() && out->work.back().id == e->id) out->work.pop_back();
+  e->running = false;
+  e->num_computed = 0;
+  RequeuePreempted(e);
+  out->preempted.push_back(e->id);
+  return e->id;
+}
+
+void Scheduler::RequeuePreempted(Entry* e) {
+  // Preempted requests lead the queue, by arrival; then never-admitted ones.
+  e->preempted = true;
+  auto pos = waiting_.begin();
+  while (pos != waiting_.end() && (*pos)->preempted && (*pos)->arrival < e->arrival) ++pos;
+  waiting_.insert(pos, e);
+}
+
+int64_t Scheduler::num_tokens(RequestId id) const {
+  auto it = requests_.find(id);
+  return it == requests_.end() ? -1 : it->second.num_tokens;
+}
+
+int64_t Scheduler::num_computed(RequestId id) const {
+  auto it = requests_.find(id);
+  return it == requests_.end() ? -1 : it->second.num_computed;
+}
+
+bool Scheduler::is_running(RequestId id) const {
+  auto it = requests_.find(id);
+  return it != requests_.end() && it->second.running;
+}
+
+}  // namespace mtla

@@ -1,0 +1,276 @@
+#include "engine/serving/engine.h"
+
+#include <algorithm>
+
+#include "absl/strings/str_cat.h"
+
+namespace mtla {
+namespace {
+
+double Seconds(std::chrono::steady_clock::duration d) {
+  return std::chrono::duration<double>(d).count();
+}
+
+}  // namespace
+
+Engine::Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
+               std::shared_ptr<ServingMetrics> metrics)
+    : options_(options),
+      spec_(runner->backend().spec()),
+      geometry_(runner->backend().cache_geometry()),
+      blocks_total_(runner->backend().num_cache_blocks()),
+      backend_name_(runner->backend().name()),
+      element_bytes_(runner->backend().cache_element_bytes()),
+      metrics_(std::move(metrics)),
+      runner_(std::move(runner)),
+      scheduler_(options.scheduler, &runner_->cache()) {
+  PublishGauges();
+  thread_ = std::thread([this] { Loop(); });
+}
+
+Engine::~Engine() { Stop(); }
+
+absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest request) {
+  if (draining()) return absl::UnavailableError("server is draining; retry on another replica");
+  if (request.prompt.empty()) {
+    return absl::InvalidArgumentError("prompt_token_ids: the prompt is empty");
+  }
+  for (size_t i = 0; i < request.prompt.size(); ++i) {
+    const int32_t id = request.prompt[i];
+    if (id < 0 || id >= spec_.vocab_size) {
+      return absl::InvalidArgumentError(absl::StrCat("prompt_token_ids[", i, "]: token id ", id,
+                                                     " is outside the vocabulary [0, ",
+                                                     spec_.vocab_size, ")"));
+    }
+  }
+  if (absl::Status s = request.sampling.Validate(spec_.vocab_size, options_.max_new_tokens_limit);
+      !s.ok()) {
+    return s;
+  }
+  const int64_t total =
+      static_cast<int64_t>(request.prompt.size()) + request.sampling.max_new_tokens;
+  if (total > spec_.max_context_tokens) {
+    return absl::OutOfRangeError(absl::StrCat("prompt (", request.prompt.size(),
+                                              " tokens) plus max_new_tokens (",
+                                              request.sampling.max_new_tokens,
+                                              ") exceeds the model's context of ",
+                                              spec_.max_context_tokens, " tokens"));
+  }
+  if (geometry_.BlocksForTokens(total) > blocks_total_) {
+    return absl::ResourceExhaustedError(
+        absl::StrCat("request needs ", geometry_.BlocksForTokens(total),
+                     " cache blocks and the whole cache has ", blocks_total_));
+  }
+  const int capacity = options_.scheduler.max_running + options_.scheduler.max_waiting;
+  if (in_flight_.fetch_add(1) >= capacity) {
+    in_flight_.fetch_sub(1);
+    return absl::ResourceExhaustedError(
+        absl::StrCat("request queue is full (", capacity, " requests in flight)"));
+  }
+  auto r = std::make_unique<Request>(request.sampling);
+  r->id = next_id_.fetch_add(1);
+  r->prompt_len = static_cast<int>(request.prompt.size());
+  r->tokens = std::move(request.prompt);
+  r->stream = std::make_shared<RequestStream>();
+  r->arrival = Clock::now();
+  std::shared_ptr<RequestStream> stream = r->stream;
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_) {
+      in_flight_.fetch_sub(1);
+      return absl::UnavailableError("engine stopped");
+    }
+    commands_.push_back({r->id, std::move(r)});
+  }
+  return stream;
+}
+
+void Engine::Stop() {
+  {
+    absl::MutexLock lock(&mu_);
+    if (stop_ && !thread_.joinable()) return;
+    stop_ = true;
+  }
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineStats Engine::stats() const {
+  absl::MutexLock lock(&mu_);
+  EngineStats s = stats_;
+  s.in_flight = in_flight_.load();
+  return s;
+}
+
+void Engine::TakeCommands(bool wait) {
+  std::deque<Command> commands;
+  {
+    absl::MutexLock lock(&mu_);
+    if (wait) {
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !commands_.empty(); };
+      // Wake periodically to notice cancellations of queued work.
+      mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(20));
+    }
+    commands.swap(commands_);
+  }
+  for (Command& c : commands) {
+    Request& r = *c.request;
+    absl::Status added = scheduler_.Add(r.id, static_cast<int64_t>(r.tokens.size()),
+                                        r.tokens.size() + r.sampler.params().max_new_tokens);
+    if (!added.ok()) {
+      r.stream->Fail(added);
+      in_flight_.fetch_sub(1);
+      if (metrics_) metrics_->CountRequest("resource_exhausted");
+      continue;
+    }
+    if (metrics_) metrics_->AddPromptTokens(r.prompt_len);
+    requests_.emplace(c.id, std::move(c.request));
+  }
+}
+
+void Engine::Fail(int64_t id, const absl::Status& status) {
+  auto it = requests_.find(id);
+  if (it == requests_.end()) return;
+  scheduler_.Remove(id);
+  it->second->stream->Fail(status);
+  requests_.erase(it);
+  in_flight_.fetch_sub(1);
+  if (metrics_) {
+    std::string name = absl::StatusCodeToString(status.code());
+    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+    metrics_->CountRequest(name);
+  }
+}
+
+void Engine::DropCancelled() {
+  std::vector<int64_t> cancelled;
+  for (const auto& [id, r] : requests_) {
+    if (r->stream->cancelled()) cancelled.push_back(id);
+  }
+  for (int64_t id : cancelled) Fail(id, absl::CancelledError("request cancelled by the client"));
+}
+
+void Engine::Finish(Request& r, FinishReason reason) {
+  RequestTiming timing;
+  timing.queue_seconds = Seconds(r.first_scheduled - r.arrival);
+  timing.time_to_first_token_seconds = Seconds(r.first_token - r.arrival);
+  timing.total_seconds = Seconds(r.last_token - r.arrival);
+  timing.num_preemptions = r.preemptions;
+  const int generated = static_cast<int>(r.tokens.size()) - r.prompt_len;
+  r.stream->Finish(reason, r.prompt_len, generated, timing);
+  if (metrics_) {
+    metrics_->ObserveEndToEndLatency(timing.total_seconds);
+    metrics_->CountRequest("ok");
+  }
+  const int64_t id = r.id;
+  scheduler_.Remove(id);
+  requests_.erase(id);
+  in_flight_.fetch_sub(1);
+}
+
+void Engine::PublishGauges() {
+  const KvCacheManager& cache = runner_->cache();
+  {
+    absl::MutexLock lock(&mu_);
+    stats_.running = scheduler_.num_running();
+    stats_.waiting = scheduler_.num_waiting();
+    stats_.cache_blocks_used = cache.num_used_blocks();
+    stats_.cache_blocks_total = cache.num_total_blocks();
+  }
+  if (metrics_) {
+    metrics_->SetRequestsRunning(scheduler_.num_running());
+    metrics_->SetRequestsWaiting(scheduler_.num_waiting());
+    metrics_->SetKvCache(cache.num_used_blocks(), cache.num_total_blocks(),
+                         spec_.num_layers * geometry_.BytesPerTokenPerLayer(element_bytes_));
+  }
+}
+
+bool Engine::RunStep() {
+  const Clock::time_point step_start = Clock::now();
+  SchedulerOutput plan = scheduler_.Schedule();
+  for (int64_t id : plan.preempted) {
+    auto it = requests_.find(id);
+    if (it != requests_.end()) ++it->second->preemptions;
+  }
+  if (metrics_ && !plan.preempted.empty()) metrics_->AddPreemptions(plan.preempted.size());
+  if (plan.work.empty()) return false;
+
+  work_.clear();
+  for (const ScheduledWork& w : plan.work) {
+    Request& r = *requests_.at(w.id);
+    if (!r.scheduled_once) {
+      r.scheduled_once = true;
+      r.first_scheduled = step_start;
+      if (metrics_) metrics_->ObserveQueueTime(Seconds(step_start - r.arrival));
+    }
+    const bool complete = w.start + w.num_tokens == static_cast<int64_t>(r.tokens.size());
+    work_.push_back({w.id, absl::MakeConstSpan(r.tokens.data() + w.start, w.num_tokens), complete,
+                     false});
+  }
+  absl::Status status = runner_->Step(work_, &logits_);
+  if (!status.ok()) {
+    for (const ScheduledWork& w : plan.work) Fail(w.id, status);
+    return true;
+  }
+  scheduler_.OnStepDone(plan);
+
+  const int vocab = spec_.vocab_size;
+  const Clock::time_point now = Clock::now();
+  int row = 0;
+  int64_t generated = 0;
+  std::vector<int32_t> one(1);
+  for (const SequenceWork& w : work_) {
+    if (!w.want_logits) continue;
+    Request& r = *requests_.at(w.id);
+    const int32_t token = r.sampler.Sample(logits_.data() + static_cast<size_t>(row) * vocab, vocab);
+    ++row;
+    r.tokens.push_back(token);
+    ++generated;
+    const int new_tokens = static_cast<int>(r.tokens.size()) - r.prompt_len;
+    if (new_tokens == 1) {
+      r.first_token = now;
+      if (metrics_) metrics_->ObserveTimeToFirstToken(Seconds(now - r.arrival));
+    } else if (metrics_) {
+      metrics_->ObserveInterTokenLatency(Seconds(now - r.last_token));
+    }
+    r.last_token = now;
+    one[0] = token;
+    r.stream->PushTokens(one);
+    const FinishReason reason = CheckFinish(r.sampler.params(), token, new_tokens, spec_.eos_token_id);
+    if (reason != FinishReason::kNone) {
+      Finish(r, reason);
+    } else {
+      (void)scheduler_.AppendTokens(r.id, 1);
+    }
+  }
+  if (metrics_) {
+    metrics_->AddGenerationTokens(generated);
+    metrics_->ObserveStep(Seconds(Clock::now() - step_start), static_cast<int>(plan.work.size()),
+                          static_cast<int>(plan.num_tokens()));
+  }
+  absl::MutexLock lock(&mu_);
+  ++stats_.steps;
+  stats_.preemptions += plan.preempted.size();
+  return true;
+}
+
+void Engine::Loop() {
+  bool idle = true;
+  while (true) {
+    TakeCommands(/*wait=*/idle);
+    {
+      absl::MutexLock lock(&mu_);
+      if (stop_) break;
+    }
+    DropCancelled();
+    idle = requests_.empty() || !RunStep();
+    PublishGauges();
+  }
+  // Fail whatever is left, including commands that raced with Stop().
+  TakeCommands(/*wait=*/false);
+  std::vector<int64_t> ids;
+  for (const auto& [id, r] : requests_) ids.push_back(id);
+  for (int64_t id : ids) Fail(id, absl::UnavailableError("server shutting down"));
+  PublishGauges();
+}
+
+}  // namespace mtla

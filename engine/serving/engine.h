@@ -1,0 +1,134 @@
+// The engine: one thread owns the scheduler, the KV block manager and the
+// model runner. Callers talk to it only through Submit() (a bounded command
+// queue) and the per-request RequestStream; no lock is held across a model step.
+//
+// Thread-safety: Submit, StartDrain, Stop and the accessors are thread-safe.
+#ifndef MTLA_ENGINE_SERVING_ENGINE_H_
+#define MTLA_ENGINE_SERVING_ENGINE_H_
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/metrics/serving_metrics.h"
+#include "engine/model/model_runner.h"
+#include "engine/sampling/sampler.h"
+#include "engine/scheduler/scheduler.h"
+#include "engine/serving/request_stream.h"
+
+namespace mtla {
+
+struct EngineOptions {
+  SchedulerConfig scheduler;
+  int max_new_tokens_limit = 4096;  // per request
+};
+
+struct GenerationRequest {
+  std::vector<int32_t> prompt;
+  SamplingParams sampling;
+};
+
+// Snapshot of the engine's state, for health and tests.
+struct EngineStats {
+  int running = 0;
+  int waiting = 0;
+  int in_flight = 0;  // submitted and not finished
+  int cache_blocks_used = 0;
+  int cache_blocks_total = 0;
+  int64_t steps = 0;
+  int64_t preemptions = 0;
+};
+
+class Engine {
+ public:
+  // Starts the engine thread. `metrics` may be null.
+  Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
+         std::shared_ptr<ServingMetrics> metrics);
+  ~Engine();  // Stop()s
+
+  // Validates and queues a request; results arrive on the returned stream.
+  // InvalidArgument names the bad field; ResourceExhausted when the queue is
+  // full or the request can never fit the cache; OutOfRange when prompt plus
+  // max_new_tokens exceeds the model's context; Unavailable while draining.
+  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
+
+  // New submissions fail with Unavailable; running requests go on.
+  void StartDrain() { draining_.store(true); }
+  bool draining() const { return draining_.load(); }
+  // Fails every request still in flight with Unavailable and joins the thread.
+  void Stop();
+
+  EngineStats stats() const;
+  const DecoderSpec& spec() const { return spec_; }
+  const KvCacheGeometry& cache_geometry() const { return geometry_; }
+  int cache_blocks_total() const { return blocks_total_; }
+  std::string_view backend_name() const { return backend_name_; }
+  int cache_element_bytes() const { return element_bytes_; }
+  const EngineOptions& options() const { return options_; }
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  struct Request {
+    int64_t id = 0;
+    std::vector<int32_t> tokens;  // prompt then generated
+    int prompt_len = 0;
+    RequestSampler sampler;
+    std::shared_ptr<RequestStream> stream;
+    Clock::time_point arrival, first_scheduled, first_token, last_token;
+    bool scheduled_once = false;
+    int preemptions = 0;
+    explicit Request(const SamplingParams& params) : sampler(params) {}
+  };
+  struct Command {
+    int64_t id;
+    std::unique_ptr<Request> request;
+  };
+
+  void Loop();
+  // Takes queued commands; waits when there is nothing to do.
+  void TakeCommands(bool wait);
+  // Runs one scheduled step; false when there was nothing to run.
+  bool RunStep();
+  void Finish(Request& request, FinishReason reason);
+  void Fail(int64_t id, const absl::Status& status);
+  void DropCancelled();
+  void PublishGauges();
+
+  EngineOptions options_;
+  DecoderSpec spec_;
+  KvCacheGeometry geometry_;
+  int blocks_total_ = 0;
+  std::string backend_name_;
+  int element_bytes_ = 4;
+  std::shared_ptr<ServingMetrics> metrics_;
+
+  // Engine-thread state.
+  std::unique_ptr<ModelRunner> runner_;
+  Scheduler scheduler_;
+  std::unordered_map<int64_t, std::unique_ptr<Request>> requests_;
+  std::vector<float> logits_;
+  std::vector<SequenceWork> work_;
+
+  mutable absl::Mutex mu_;
+  std::deque<Command> commands_ ABSL_GUARDED_BY(mu_);
+  bool stop_ ABSL_GUARDED_BY(mu_) = false;
+  EngineStats stats_ ABSL_GUARDED_BY(mu_);
+
+  std::atomic<bool> draining_{false};
+  std::atomic<int> in_flight_{0};
+  std::atomic<int64_t> next_id_{1};
+  std::thread thread_;
+};
+
+}  // namespace mtla
+
+#endif  // MTLA_ENGINE_SERVING_ENGINE_H_

@@ -1,0 +1,76 @@
+// The per-request output channel between the engine thread (producer) and the
+// RPC handler (consumer), and the cancellation flag going the other way.
+//
+// Thread-safety: all methods are thread-safe.
+#ifndef MTLA_ENGINE_SERVING_REQUEST_STREAM_H_
+#define MTLA_ENGINE_SERVING_REQUEST_STREAM_H_
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/sampling/sampler.h"
+
+namespace mtla {
+
+struct RequestTiming {
+  double queue_seconds = 0;
+  double time_to_first_token_seconds = 0;
+  double total_seconds = 0;
+  int num_preemptions = 0;
+};
+
+// What the consumer reads: tokens produced since the last read and, once, the
+// end of the request.
+struct GenerationEvent {
+  std::vector<int32_t> tokens;
+  bool finished = false;       // terminal: nothing follows
+  absl::Status status;         // non-OK only on a terminal failure
+  FinishReason finish_reason = FinishReason::kNone;
+  int prompt_tokens = 0;
+  int generated_tokens = 0;
+  RequestTiming timing;
+};
+
+class RequestStream {
+ public:
+  // --- producer (engine thread) ---
+  void PushTokens(const std::vector<int32_t>& tokens);
+  void Finish(FinishReason reason, int prompt_tokens, int generated_tokens,
+              const RequestTiming& timing);
+  void Fail(const absl::Status& status);
+
+  // --- consumer ---
+  // Called after new data arrives, from the producer's thread. Replaces any
+  // previous listener; an empty function removes it. Once SetListener returns,
+  // the previous listener is not running and will not run again, so a consumer
+  // may destroy what it captured.
+  void SetListener(std::function<void()> listener);
+  // Moves everything pending into `event`; false when nothing is pending.
+  bool Pop(GenerationEvent* event);
+  // Blocks until something is pending or `timeout_seconds` passes; then Pop.
+  bool WaitPop(GenerationEvent* event, double timeout_seconds);
+  // Asks the engine to stop the request at its next step.
+  void Cancel() { cancelled_.store(true, std::memory_order_relaxed); }
+  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  bool finished() const;
+
+ private:
+  void Notify();
+  mutable absl::Mutex mu_;
+  GenerationEvent pending_ ABSL_GUARDED_BY(mu_);
+  bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  // Held while the listener runs, so that replacing it waits for a running call.
+  absl::Mutex listener_mu_ ABSL_ACQUIRED_BEFORE(mu_);
+  std::function<void()> listener_ ABSL_GUARDED_BY(listener_mu_);
+  std::atomic<bool> cancelled_{false};
+};
+
+}  // namespace mtla
+
+#endif  // MTLA_ENGINE_SERVING_REQUEST_STREAM_H_

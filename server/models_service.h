@@ -1,0 +1,31 @@
+// mtla.v1.Models: what the server serves (architecture, dims, cache geometry).
+#ifndef MTLA_SERVER_MODELS_SERVICE_H_
+#define MTLA_SERVER_MODELS_SERVICE_H_
+
+#include <memory>
+#include <string>
+
+#include "mtla/v1/models.grpc.pb.h"
+#include "server/engine_holder.h"
+
+namespace mtla {
+
+class ModelsService final : public v1::Models::CallbackService {
+ public:
+  ModelsService(std::shared_ptr<EngineHolder> engine, std::string model_name,
+                std::string architecture)
+      : engine_(std::move(engine)), name_(std::move(model_name)), arch_(std::move(architecture)) {}
+
+  grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
+                                         const v1::GetModelInfoRequest* request,
+                                         v1::ModelInfo* response) override;
+
+ private:
+  std::shared_ptr<EngineHolder> engine_;
+  std::string name_;
+  std::string arch_;
+};
+
+}  // namespace mtla
+
+#endif  // MTLA_SERVER_MODELS_SERVICE_H_

@@ -1,0 +1,110 @@
+#include "server/mtla_server.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+#include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
+#include "engine/model/llama_mtla.h"
+#include "grpcpp/ext/proto_server_reflection_plugin.h"
+#include "grpcpp/health_check_service_interface.h"
+#include "grpcpp/server_builder.h"
+#include "server/models_service.h"
+#include "server/text_generation_service.h"
+
+namespace mtla {
+
+absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOptions& options) {
+  if (options.device != "auto" && options.device != "cpu" && options.device != "cuda") {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--device must be auto, cpu or cuda, got '", options.device, "'"));
+  }
+  auto server = std::unique_ptr<MtlaServer>(new MtlaServer());
+  server->options_ = options;
+  const std::string model_name = std::filesystem::path(options.model_dir).filename().string();
+  server->metrics_ = std::make_shared<ServingMetrics>(model_name);
+
+  grpc::EnableDefaultHealthCheckService(true);
+  grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  grpc::ServerBuilder builder;
+  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.SetMaxReceiveMessageSize(options.max_message_bytes);
+  builder.SetMaxSendMessageSize(options.max_message_bytes);
+  server->services_.push_back(std::make_unique<TextGenerationService>(server->engine_));
+  server->services_.push_back(
+      std::make_unique<ModelsService>(server->engine_, model_name, "llama-mtla"));
+  for (auto& service : server->services_) builder.RegisterService(service.get());
+  server->server_ = builder.BuildAndStart();
+  if (server->server_ == nullptr || server->port_ == 0) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+  }
+  server->server_->GetHealthCheckService()->SetServingStatus(false);  // loading
+
+  if (!options.metrics_address.empty()) {
+    try {
+      server->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_address);
+    } catch (const std::exception& e) {
+      return absl::UnavailableError(
+          absl::StrCat("cannot serve metrics on ", options.metrics_address, ": ", e.what()));
+    }
+    server->exposer_->RegisterCollectable(server->metrics_->registry());
+  }
+  return server;
+}
+
+MtlaServer::~MtlaServer() {
+  if (server_) server_->Shutdown(std::chrono::system_clock::now());
+  if (auto engine = engine_->Get()) engine->Stop();
+}
+
+int MtlaServer::metrics_port() const {
+  if (!exposer_) return 0;
+  std::vector<int> ports = exposer_->GetListeningPorts();
+  return ports.empty() ? 0 : ports[0];
+}
+
+absl::Status MtlaServer::LoadModel() {
+  if (options_.device == "cuda") {
+    return absl::FailedPreconditionError(
+        "--device=cuda: this build has no CUDA backend yet; use --device=cpu or auto");
+  }
+  if (options_.device == "auto") {
+    std::fprintf(stderr, "mtla-server: device auto -> cpu (no CUDA backend in this build)\n");
+  }
+  CacheOptions cache;
+  cache.block_slots = options_.block_slots;
+  cache.memory_bytes = options_.kv_cache_bytes;
+  cache.max_context_tokens = options_.max_context_tokens;
+  ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtlaCpu(options_.model_dir, cache));
+  EngineOptions engine_options;
+  engine_options.scheduler.max_running = options_.max_running;
+  engine_options.scheduler.max_batched_tokens = options_.max_batched_tokens;
+  engine_options.scheduler.max_waiting = options_.max_queued;
+  engine_options.max_new_tokens_limit = options_.max_new_tokens_limit;
+  auto runner = std::make_unique<ModelRunner>(std::move(model.backend));
+  engine_->Set(std::make_shared<Engine>(std::move(runner), engine_options, metrics_));
+  server_->GetHealthCheckService()->SetServingStatus(true);
+  return absl::OkStatus();
+}
+
+void MtlaServer::Drain() {
+  server_->GetHealthCheckService()->SetServingStatus(false);
+  std::shared_ptr<Engine> engine = engine_->Get();
+  const auto deadline = std::chrono::steady_clock::now() +
+                        std::chrono::duration<double>(options_.drain_grace_seconds);
+  if (engine) {
+    engine->StartDrain();
+    while (engine->stats().in_flight > 0 && std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    engine->Stop();  // fails whatever outlived the grace period with UNAVAILABLE
+  }
+  server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
+}
+
+void MtlaServer::Wait() { server_->Wait(); }
+
+}  // namespace mtla

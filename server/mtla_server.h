@@ -1,0 +1,69 @@
+// The server process's parts put together: gRPC services (text generation,
+// models, grpc.health.v1, reflection), the engine, and the Prometheus exposer.
+//
+// Lifecycle: Start() binds the ports with health NOT_SERVING (loading);
+// LoadModel() builds the engine and turns health SERVING; Drain() turns health
+// NOT_SERVING, refuses new requests with UNAVAILABLE, lets in-flight requests
+// finish within the grace period, then shuts down.
+#ifndef MTLA_SERVER_MTLA_SERVER_H_
+#define MTLA_SERVER_MTLA_SERVER_H_
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "grpcpp/server.h"
+#include "prometheus/exposer.h"
+#include "server/engine_holder.h"
+
+namespace mtla {
+
+struct ServerOptions {
+  std::string model_dir;
+  std::string listen_address = "0.0.0.0:50051";
+  std::string metrics_address = "0.0.0.0:9090";  // empty: no metrics endpoint
+  std::string device = "auto";                    // auto | cpu | cuda
+  size_t kv_cache_bytes = 512u << 20;
+  int block_slots = 16;
+  int max_running = 64;
+  int max_batched_tokens = 512;
+  int max_queued = 256;
+  int max_message_bytes = 4 << 20;
+  int max_new_tokens_limit = 2048;
+  int max_context_tokens = 0;  // 0: the model's own limit
+  double drain_grace_seconds = 30;
+};
+
+class MtlaServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<MtlaServer>> Start(const ServerOptions& options);
+  ~MtlaServer();
+
+  // Loads the model and starts serving. Errors name the file/field.
+  absl::Status LoadModel();
+  // Graceful stop (see above). Safe to call once from any thread.
+  void Drain();
+  // Blocks until the gRPC server has shut down.
+  void Wait();
+
+  int port() const { return port_; }
+  int metrics_port() const;
+  std::shared_ptr<Engine> engine() const { return engine_->Get(); }
+
+ private:
+  MtlaServer() = default;
+  ServerOptions options_;
+  std::shared_ptr<EngineHolder> engine_ = std::make_shared<EngineHolder>();
+  std::shared_ptr<ServingMetrics> metrics_;
+  std::vector<std::unique_ptr<grpc::Service>> services_;
+  std::unique_ptr<grpc::Server> server_;
+  std::unique_ptr<prometheus::Exposer> exposer_;
+  int port_ = 0;
+};
+
+}  // namespace mtla
+
+#endif  // MTLA_SERVER_MTLA_SERVER_H_

@@ -1,0 +1,133 @@
+#include "server/text_generation_service.h"
+
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
+#include "server/status_conversion.h"
+
+namespace mtla {
+namespace {
+
+v1::FinishReason ToWire(FinishReason reason) {
+  switch (reason) {
+    case FinishReason::kLength: return v1::FINISH_REASON_LENGTH;
+    case FinishReason::kStop: return v1::FINISH_REASON_STOP;
+    case FinishReason::kEos: return v1::FINISH_REASON_EOS;
+    case FinishReason::kNone: break;
+  }
+  return v1::FINISH_REASON_UNSPECIFIED;
+}
+
+// Writes the request's events in order, one write in flight at a time.
+class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+ public:
+  GenerateReactor(std::shared_ptr<Engine> engine, const v1::GenerateRequest& wire) {
+    if (engine == nullptr) {
+      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading"));
+      return;
+    }
+    absl::StatusOr<GenerationRequest> request = ToGenerationRequest(wire);
+    if (!request.ok()) {
+      Finish(ToGrpcStatus(request.status()));
+      return;
+    }
+    absl::StatusOr<std::shared_ptr<RequestStream>> stream = engine->Submit(std::move(*request));
+    if (!stream.ok()) {
+      Finish(ToGrpcStatus(stream.status()));
+      return;
+    }
+    stream_ = std::move(*stream);
+    stream_->SetListener([this] { MaybeWrite(); });
+    MaybeWrite();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {  // the client went away; OnCancel/OnDone follow
+      if (stream_) stream_->Cancel();
+      return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+    }
+    MaybeWrite();
+  }
+
+  void OnCancel() override {
+    if (stream_) stream_->Cancel();
+  }
+
+  void OnDone() override {
+    if (stream_) {
+      stream_->Cancel();  // no-op when already finished
+      stream_->SetListener(nullptr);
+    }
+    delete this;
+  }
+
+ private:
+  void MaybeWrite() {
+    absl::MutexLock lock(&mu_);
+    if (writing_ || finished_) return;
+    GenerationEvent event;
+    if (!stream_->Pop(&event)) return;
+    if (event.finished && !event.status.ok()) {
+      finished_ = true;
+      Finish(ToGrpcStatus(event.status));
+      return;
+    }
+    response_.Clear();
+    for (int32_t id : event.tokens) response_.add_token_ids(id);
+    if (event.finished) {
+      finished_ = true;
+      response_.set_finish_reason(ToWire(event.finish_reason));
+      response_.mutable_usage()->set_prompt_tokens(event.prompt_tokens);
+      response_.mutable_usage()->set_generated_tokens(event.generated_tokens);
+      v1::Timing* timing = response_.mutable_timing();
+      timing->set_queue_seconds(event.timing.queue_seconds);
+      timing->set_time_to_first_token_seconds(event.timing.time_to_first_token_seconds);
+      timing->set_total_seconds(event.timing.total_seconds);
+      timing->set_num_preemptions(event.timing.num_preemptions);
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+      return;
+    }
+    writing_ = true;
+    StartWrite(&response_);
+  }
+
+  std::shared_ptr<RequestStream> stream_;
+  absl::Mutex mu_;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  v1::GenerateResponse response_;
+};
+
+}  // namespace
+
+absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& wire) {
+  GenerationRequest request;
+  if (!wire.prompt().empty() && wire.prompt_token_ids().empty()) {
+    return absl::InvalidArgumentError(
+        "prompt: this model has no tokenizer; send prompt_token_ids");
+  }
+  request.prompt.assign(wire.prompt_token_ids().begin(), wire.prompt_token_ids().end());
+  SamplingParams& p = request.sampling;
+  p.max_new_tokens = wire.max_new_tokens();
+  if (wire.max_new_tokens() < 1) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_new_tokens must be at least 1, got ", wire.max_new_tokens()));
+  }
+  p.temperature = wire.sampling().temperature();
+  p.top_k = wire.sampling().top_k();
+  p.top_p = wire.sampling().top_p() == 0.0f ? 1.0f : wire.sampling().top_p();
+  if (wire.sampling().has_seed()) p.seed = wire.sampling().seed();
+  p.stop_token_ids.assign(wire.stop_token_ids().begin(), wire.stop_token_ids().end());
+  p.ignore_eos = wire.ignore_eos();
+  return request;
+}
+
+grpc::ServerWriteReactor<v1::GenerateResponse>* TextGenerationService::Generate(
+    grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
+  return new GenerateReactor(engine_->Get(), *request);
+}
+
+}  // namespace mtla
