@@ -17,6 +17,7 @@ ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
           "Prometheus /metrics listen address (empty: off)");
 ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda");
 ABSL_FLAG(int64_t, kv_cache_mb, 512, "KV cache memory budget in MiB");
+ABSL_FLAG(int, kv_cache_blocks, 0, "Exact number of KV cache blocks (overrides --kv_cache_mb)");
 ABSL_FLAG(int, block_slots, 16, "Cache slots per block (a slot holds down_rate tokens)");
 ABSL_FLAG(int, max_running, 64, "Requests decoding at once");
 ABSL_FLAG(int, max_batched_tokens, 512, "Tokens per engine step");
@@ -43,6 +44,7 @@ int main(int argc, char** argv) {
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   options.device = absl::GetFlag(FLAGS_device);
   options.kv_cache_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_kv_cache_mb)) << 20;
+  options.kv_cache_blocks = absl::GetFlag(FLAGS_kv_cache_blocks);
   options.block_slots = absl::GetFlag(FLAGS_block_slots);
   options.max_running = absl::GetFlag(FLAGS_max_running);
   options.max_batched_tokens = absl::GetFlag(FLAGS_max_batched_tokens);

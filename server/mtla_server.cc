@@ -77,6 +77,7 @@ absl::Status MtlaServer::LoadModel() {
   CacheOptions cache;
   cache.block_slots = options_.block_slots;
   cache.memory_bytes = options_.kv_cache_bytes;
+  cache.num_blocks = options_.kv_cache_blocks;
   cache.max_context_tokens = options_.max_context_tokens;
   ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtlaCpu(options_.model_dir, cache));
   EngineOptions engine_options;

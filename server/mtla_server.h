@@ -27,6 +27,7 @@ struct ServerOptions {
   std::string metrics_address = "0.0.0.0:9090";  // empty: no metrics endpoint
   std::string device = "auto";                    // auto | cpu | cuda
   size_t kv_cache_bytes = 512u << 20;
+  int kv_cache_blocks = 0;  // > 0: exactly this many cache blocks (overrides kv_cache_bytes)
   int block_slots = 16;
   int max_running = 64;
   int max_batched_tokens = 512;

@@ -27,6 +27,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     }
     absl::StatusOr<GenerationRequest> request = ToGenerationRequest(wire);
     if (!request.ok()) {
+      engine->CountRejected(request.status());
       Finish(ToGrpcStatus(request.status()));
       return;
     }
@@ -111,11 +112,7 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   }
   request.prompt.assign(wire.prompt_token_ids().begin(), wire.prompt_token_ids().end());
   SamplingParams& p = request.sampling;
-  p.max_new_tokens = wire.max_new_tokens();
-  if (wire.max_new_tokens() < 1) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("max_new_tokens must be at least 1, got ", wire.max_new_tokens()));
-  }
+  p.max_new_tokens = wire.max_new_tokens();  // checked by SamplingParams::Validate
   p.temperature = wire.sampling().temperature();
   p.top_k = wire.sampling().top_k();
   p.top_p = wire.sampling().top_p() == 0.0f ? 1.0f : wire.sampling().top_p();

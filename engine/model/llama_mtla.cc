@@ -21,7 +21,9 @@ absl::StatusOr<LoadedModel> LoadLlamaMtlaCpu(const std::string& dir, const Cache
   geometry.down_rate = spec.attention.down_rate;
   geometry.block_slots = options.block_slots;
   const size_t block_bytes = geometry.BlockElements() * sizeof(float);
-  const int num_blocks = static_cast<int>(options.memory_bytes / block_bytes);
+  const int num_blocks = options.num_blocks > 0
+                             ? options.num_blocks
+                             : static_cast<int>(options.memory_bytes / block_bytes);
   if (num_blocks < 1) {
     return absl::InvalidArgumentError(absl::StrCat("cache budget of ", options.memory_bytes,
                                                    " bytes holds no block of ", block_bytes,

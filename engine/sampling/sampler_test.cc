@@ -66,8 +66,8 @@ SamplingParams Seeded(float temperature, uint64_t seed) {
 }
 
 // Chi-square bounds: the 1 - 1e-6 quantiles are 23.9 (1 dof), 27.6 (2 dof),
-// 33.4 (4 dof), 38.3 (6 dof); a sampler that ignores the temperature or the filters is off by
-// thousands with these many draws.
+// 33.4 (4 dof), 35.9 (5 dof), 38.3 (6 dof); a sampler that ignores the
+// temperature or the filters is off by thousands with these many draws.
 constexpr int kDraws = 200000;
 
 TEST(SamplerTest, GreedyIsArgmaxFirstOnTies) {
@@ -148,6 +148,21 @@ TEST(SamplerTest, TopKRestrictsSupportAndRenormalizes) {
   EXPECT_GT(counts[1], 0);
   EXPECT_GT(counts[3], 0);
   EXPECT_GT(counts[6], 0);
+
+  // Small k against a larger vocabulary (the one-pass selection), with a tie
+  // at the boundary resolved toward the lower ids: 1.0 at ids 10, 40, 70, 90
+  // and 0.5 at ids 20, 30, 80; top_k 6 keeps the four 1.0s and ids 20, 30.
+  std::vector<float> wide(100, -1.0f);
+  for (int id : {10, 40, 70, 90}) wide[id] = 1.0f;
+  for (int id : {20, 30, 80}) wide[id] = 0.5f;
+  p.top_k = 6;
+  RequestSampler heap(p);
+  const auto wide_counts = Histogram(heap, wide, kDraws);
+  std::vector<double> wide_probs(100, 0.0);
+  const double z = 4 * std::exp(1.0) + 2 * std::exp(0.5);
+  for (int id : {10, 40, 70, 90}) wide_probs[id] = std::exp(1.0) / z;
+  for (int id : {20, 30}) wide_probs[id] = std::exp(0.5) / z;
+  EXPECT_LT(ChiSquare(wide_counts, wide_probs), 35.9);  // 5 dof at 1e-6
 
   // top_k >= vocab is no limit.
   p.top_k = 100;

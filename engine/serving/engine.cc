@@ -30,7 +30,20 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options
 
 Engine::~Engine() { Stop(); }
 
+void Engine::CountRejected(const absl::Status& status) {
+  if (metrics_ == nullptr || status.ok()) return;
+  std::string name = absl::StatusCodeToString(status.code());
+  std::transform(name.begin(), name.end(), name.begin(), ::tolower);
+  metrics_->CountRequest(name);
+}
+
 absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest request) {
+  absl::StatusOr<std::shared_ptr<RequestStream>> stream = Enqueue(std::move(request));
+  if (!stream.ok()) CountRejected(stream.status());
+  return stream;
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest request) {
   if (draining()) return absl::UnavailableError("server is draining; retry on another replica");
   if (request.prompt.empty()) {
     return absl::InvalidArgumentError("prompt_token_ids: the prompt is empty");
@@ -134,11 +147,7 @@ void Engine::Fail(int64_t id, const absl::Status& status) {
   it->second->stream->Fail(status);
   requests_.erase(it);
   in_flight_.fetch_sub(1);
-  if (metrics_) {
-    std::string name = absl::StatusCodeToString(status.code());
-    std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-    metrics_->CountRequest(name);
-  }
+  CountRejected(status);
 }
 
 void Engine::DropCancelled() {

@@ -61,6 +61,9 @@ class Engine {
   // max_new_tokens exceeds the model's context; Unavailable while draining.
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
 
+  // Counts a request refused before it reached the engine (metrics only).
+  void CountRejected(const absl::Status& status);
+
   // New submissions fail with Unavailable; running requests go on.
   void StartDrain() { draining_.store(true); }
   bool draining() const { return draining_.load(); }
@@ -93,6 +96,8 @@ class Engine {
     std::unique_ptr<Request> request;
   };
 
+  // Submit() without the metrics accounting.
+  absl::StatusOr<std::shared_ptr<RequestStream>> Enqueue(GenerationRequest request);
   void Loop();
   // Takes queued commands; waits when there is nothing to do.
   void TakeCommands(bool wait);
