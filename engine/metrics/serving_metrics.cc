@@ -108,12 +108,15 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   waiting_ = gauge("mtla_num_requests_waiting", "Number of requests waiting to be scheduled.");
   kv_usage_ = gauge("mtla_kv_cache_usage_ratio",
                     "Fraction of KV cache blocks in use (0 to 1; 0 when there are none).");
-  kv_blocks_total_ = gauge("mtla_kv_cache_blocks_total", "Number of KV cache blocks in the pool.");
   kv_blocks_used_ = gauge("mtla_kv_cache_blocks_used", "Number of KV cache blocks in use.");
   kv_bytes_per_token_ =
       gauge("mtla_kv_cache_bytes_per_token",
             "KV cache bytes per token of context (temporal-latent compression included).");
 
+  // A counter, not a gauge: the `_total` suffix is reserved for counters. It
+  // counts the blocks provisioned since start, which is the pool size.
+  kv_blocks_total_ = counter("mtla_kv_cache_blocks_total",
+                             "Number of KV cache blocks provisioned in the pool.");
   prompt_tokens_ = counter("mtla_prompt_tokens_total", "Number of prompt tokens processed.");
   generation_tokens_ = counter("mtla_generation_tokens_total", "Number of tokens generated.");
   preemptions_ = counter("mtla_num_preemptions_total",
@@ -144,7 +147,9 @@ void ServingMetrics::SetRequestsWaiting(int n) { waiting_->Set(n); }
 
 void ServingMetrics::SetKvCache(int blocks_used, int blocks_total, double bytes_per_token) {
   kv_blocks_used_->Set(blocks_used);
-  kv_blocks_total_->Set(blocks_total);
+  if (blocks_total > kv_blocks_total_->Value()) {
+    kv_blocks_total_->Increment(blocks_total - kv_blocks_total_->Value());
+  }
   kv_usage_->Set(blocks_total > 0 ? static_cast<double>(blocks_used) / blocks_total : 0.0);
   kv_bytes_per_token_->Set(bytes_per_token);
 }

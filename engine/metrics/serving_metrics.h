@@ -58,7 +58,7 @@ class ServingMetrics {
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Gauge* kv_usage_;
-  prometheus::Gauge* kv_blocks_total_;
+  prometheus::Counter* kv_blocks_total_;
   prometheus::Gauge* kv_blocks_used_;
   prometheus::Gauge* kv_bytes_per_token_;
   prometheus::Counter* prompt_tokens_;

@@ -142,6 +142,27 @@ void CpuModelBackend::DecoderLayer(int l, const std::vector<cpu::SequenceChunk>&
   }
 }
 
+absl::Status CpuModelBackend::FillPrefix(const std::vector<BlockId>& block_table, int64_t start,
+                                         const float* rows, int64_t num_rows) {
+  if (start + num_rows > spec_.max_context_tokens) {
+    return absl::OutOfRangeError(absl::StrCat("prefix reaches ", start + num_rows,
+                                              " tokens; the model serves at most ",
+                                              spec_.max_context_tokens));
+  }
+  if (static_cast<int64_t>(block_table.size()) * geometry_.block_slots <
+      geometry_.SlotsForTokens(start + num_rows)) {
+    return absl::InternalError("prefix: block table does not cover the prefix");
+  }
+  std::vector<int32_t> positions(num_rows);
+  for (int64_t i = 0; i < num_rows; ++i) positions[i] = static_cast<int32_t>(start + i);
+  const cpu::SequenceChunk chunk{block_table.data(), start, static_cast<int>(num_rows), 0};
+  for (int l = 0; l < spec_.num_layers; ++l) {
+    attention_[l].AppendOnly(rows, positions.data(), &chunk, 1, num_rows, CacheView(l),
+                             &attention_ws_);
+  }
+  return absl::OkStatus();
+}
+
 absl::Status CpuModelBackend::Forward(const StepPlan& plan, std::vector<float>* logits) {
   const DecoderSpec& s = spec_;
   const int64_t n = plan.num_tokens();

@@ -38,6 +38,8 @@ class CpuModelBackend : public ModelBackend {
   int cache_element_bytes() const override { return sizeof(float); }
   absl::Status CopyBlocks(const std::vector<BlockCopy>& copies) override;
   absl::Status Forward(const StepPlan& plan, std::vector<float>* logits) override;
+  absl::Status FillPrefix(const std::vector<BlockId>& block_table, int64_t start, const float* rows,
+                          int64_t num_rows) override;
 
   // Layer `layer`'s cache view (for tests and conformance).
   cpu::PagedCacheView CacheView(int layer);

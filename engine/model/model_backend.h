@@ -30,6 +30,12 @@ class ModelBackend {
   // Runs the decoder for every token of `plan`, writing the tokens into the
   // cache, and returns logits [plan.logit_rows.size(), vocab] in `logits`.
   virtual absl::Status Forward(const StepPlan& plan, std::vector<float>* logits) = 0;
+  // Writes keys without queries (the speech prefix) for sequence positions
+  // [start, start + num_rows) into every layer's cache; each layer's wkv_a sees
+  // the same rows [num_rows, hidden_size]. RoPE positions are the sequence
+  // positions. `block_table` must cover start + num_rows tokens.
+  virtual absl::Status FillPrefix(const std::vector<BlockId>& block_table, int64_t start,
+                                  const float* rows, int64_t num_rows) = 0;
 };
 
 }  // namespace mtla

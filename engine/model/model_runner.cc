@@ -41,6 +41,17 @@ absl::Status ModelRunner::Step(absl::Span<const SequenceWork> work, std::vector<
   return backend_->Forward(plan, logits);
 }
 
+absl::Status ModelRunner::FillPrefix(SequenceId id, const float* rows, int64_t num_rows) {
+  if (!cache_.contains(id)) {
+    return absl::NotFoundError(absl::StrCat("sequence ", id, " is not in the cache"));
+  }
+  const int64_t start = cache_.num_tokens(id);
+  copies_.clear();
+  RETURN_IF_ERROR(cache_.Append(id, static_cast<int>(num_rows), &copies_));
+  RETURN_IF_ERROR(backend_->CopyBlocks(copies_));
+  return backend_->FillPrefix(cache_.block_table(id), start, rows, num_rows);
+}
+
 int32_t ArgMax(const float* logits, int vocab) {
   int32_t best = 0;
   for (int i = 1; i < vocab; ++i) {

@@ -38,6 +38,10 @@ class ModelRunner {
   // the vocabulary), changing nothing in either case. After any other failure
   // the step's sequences are in an undefined state and must be freed.
   absl::Status Step(absl::Span<const SequenceWork> work, std::vector<float>* logits);
+  // Appends `num_rows` keys-only positions (the speech prefix, rows
+  // [num_rows, hidden_size]) to sequence `id`. ResourceExhausted, changing
+  // nothing, when the cache cannot hold them.
+  absl::Status FillPrefix(SequenceId id, const float* rows, int64_t num_rows);
 
  private:
   std::unique_ptr<ModelBackend> backend_;

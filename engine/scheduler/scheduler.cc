@@ -108,7 +108,9 @@ SchedulerOutput Scheduler::Schedule() {
   Budget budget;
   budget.tokens = config_.max_batched_tokens;
   ScheduleRunning(&budget, &out);
-  AdmitWaiting(&budget, &out);
+  // A step that had to preempt admits nothing: the cache is under pressure,
+  // and re-admitting the victim at once only wastes the recompute (vLLM v1).
+  if (out.preempted.empty()) AdmitWaiting(&budget, &out);
   return out;
 }
 

@@ -17,9 +17,8 @@
 //    arrival) while there is a running slot, token budget and cache room for
 //    their first chunk; admission stops at the first that does not fit. A
 //    request with no tokens yet (streaming input) is admitted with no work.
-//    A request preempted in a call may be re-admitted in the same call when
-//    room is left; it is then listed in both `preempted` and `admitted` and its
-//    work starts at 0 in a fresh, empty sequence.
+//    A step that preempted admits nothing (as vLLM v1): re-admitting a victim
+//    at once would only waste its recompute while the cache is under pressure.
 //
 // The scheduler decides; it does not allocate. Its promise: the blocks that
 // ModelRunner::Step needs for the returned work are free (it counts
@@ -89,7 +88,8 @@ class Scheduler {
   SchedulerOutput Schedule();
 
   // Policy pieces, public so they can be tested on their own; Schedule() is
-  // ScheduleRunning() then AdmitWaiting() with the same budget.
+  // ScheduleRunning() then, when nothing was preempted, AdmitWaiting() with the
+  // same budget.
   struct Budget {
     int64_t tokens = 0;           // tokens left in this step
     int64_t reserved_blocks = 0;  // blocks promised to work already planned
