@@ -87,14 +87,18 @@ void Scheduler::OnStepDone(const SchedulerOutput& output) {
   }
 }
 
-bool Scheduler::Remove(RequestId id) {
+bool Scheduler::Remove(RequestId id) { return Forget(id, /*free_cache=*/true); }
+
+bool Scheduler::Release(RequestId id) { return Forget(id, /*free_cache=*/false); }
+
+bool Scheduler::Forget(RequestId id, bool free_cache) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return false;
   Entry* e = &it->second;
   if (e->running) {
     running_.erase(running_.begin() + static_cast<ptrdiff_t>(e->slot));
     for (size_t k = e->slot; k < running_.size(); ++k) running_[k]->slot = k;
-    (void)cache_->Free(id);  // present while running
+    if (free_cache) (void)cache_->Free(id);  // present while running
   } else {
     waiting_.erase(std::find(waiting_.begin(), waiting_.end(), e));
   }
@@ -102,11 +106,12 @@ bool Scheduler::Remove(RequestId id) {
   return true;
 }
 
-SchedulerOutput Scheduler::Schedule() {
+SchedulerOutput Scheduler::Schedule(int64_t reserved_blocks) {
   SchedulerOutput out;
   out.work.reserve(running_.size() + 8);
   Budget budget;
   budget.tokens = config_.max_batched_tokens;
+  budget.reserved_blocks = reserved_blocks;
   ScheduleRunning(&budget, &out);
   // A step that had to preempt admits nothing: the cache is under pressure,
   // and re-admitting the victim at once only wastes the recompute (vLLM v1).

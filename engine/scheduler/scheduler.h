@@ -83,9 +83,15 @@ class Scheduler {
   // Forgets a request wherever it is (waiting or running) and frees its blocks.
   // Returns false when unknown.
   bool Remove(RequestId id);
+  // Forgets a running request but keeps its cache sequence, whose ownership
+  // passes to the caller (a beam search taking over a prefilled request).
+  // Returns false when unknown.
+  bool Release(RequestId id);
 
-  // Plans the next step (see the policy above).
-  SchedulerOutput Schedule();
+  // Plans the next step (see the policy above). `reserved_blocks` are free
+  // blocks promised to work outside the scheduler in the same step (beam
+  // searches); the plan leaves them free, preempting if it must.
+  SchedulerOutput Schedule(int64_t reserved_blocks = 0);
 
   // Policy pieces, public so they can be tested on their own; Schedule() is
   // ScheduleRunning() then, when nothing was preempted, AdmitWaiting() with the
@@ -129,6 +135,8 @@ class Scheduler {
     return cache_->num_free_blocks() - budget.reserved_blocks;
   }
   void RequeuePreempted(Entry* e);
+
+  bool Forget(RequestId id, bool free_cache);
 
   SchedulerConfig config_;
   KvCacheManager* cache_;

@@ -48,6 +48,16 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
   if (request.prompt.empty()) {
     return absl::InvalidArgumentError("prompt_token_ids: the prompt is empty");
   }
+  if (request.prefix_rows < 0 ||
+      static_cast<int64_t>(request.prefix.size()) != request.prefix_rows * spec_.hidden_size) {
+    return absl::InvalidArgumentError(absl::StrCat("prefix: ", request.prefix.size(),
+                                                   " values for ", request.prefix_rows,
+                                                   " rows of width ", spec_.hidden_size));
+  }
+  if (request.beam_size < 1 || request.beam_size > 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("beam_size must be in [1, 16], got ", request.beam_size));
+  }
   for (size_t i = 0; i < request.prompt.size(); ++i) {
     const int32_t id = request.prompt[i];
     if (id < 0 || id >= spec_.vocab_size) {
@@ -60,10 +70,11 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
       !s.ok()) {
     return s;
   }
-  const int64_t total =
-      static_cast<int64_t>(request.prompt.size()) + request.sampling.max_new_tokens;
+  const int64_t total = request.prefix_rows + static_cast<int64_t>(request.prompt.size()) +
+                        request.sampling.max_new_tokens;
   if (total > spec_.max_context_tokens) {
-    return absl::OutOfRangeError(absl::StrCat("prompt (", request.prompt.size(),
+    return absl::OutOfRangeError(absl::StrCat("prefix (", request.prefix_rows, " rows) and prompt (",
+                                              request.prompt.size(),
                                               " tokens) plus max_new_tokens (",
                                               request.sampling.max_new_tokens,
                                               ") exceeds the model's context of ",
@@ -84,6 +95,15 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
   r->id = next_id_.fetch_add(1);
   r->prompt_len = static_cast<int>(request.prompt.size());
   r->tokens = std::move(request.prompt);
+  r->prefix = std::move(request.prefix);
+  r->prefix_len = request.prefix_rows;
+  r->beam_size = request.beam_size;
+  r->beam_options = request.beam;
+  r->beam_options.beam_size = request.beam_size;
+  r->beam_options.max_len_a = 0;
+  r->beam_options.max_len_b = request.sampling.max_new_tokens;
+  r->beam_options.max_positions = static_cast<int>(spec_.max_context_tokens);
+  r->beam_options.eos = spec_.eos_token_id;
   r->stream = std::make_shared<RequestStream>();
   r->arrival = Clock::now();
   std::shared_ptr<RequestStream> stream = r->stream;
@@ -127,8 +147,8 @@ void Engine::TakeCommands(bool wait) {
   }
   for (Command& c : commands) {
     Request& r = *c.request;
-    absl::Status added = scheduler_.Add(r.id, static_cast<int64_t>(r.tokens.size()),
-                                        r.tokens.size() + r.sampler.params().max_new_tokens);
+    absl::Status added = scheduler_.Add(r.id, r.sequence_length(),
+                                        r.sequence_length() + r.sampler.params().max_new_tokens);
     if (!added.ok()) {
       r.stream->Fail(added);
       in_flight_.fetch_sub(1);
@@ -144,6 +164,10 @@ void Engine::Fail(int64_t id, const absl::Status& status) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
   scheduler_.Remove(id);
+  if (it->second->beam) {
+    it->second->beam->Release(&runner_->cache());
+    std::erase(beam_requests_, id);
+  }
   it->second->stream->Fail(status);
   requests_.erase(it);
   in_flight_.fetch_sub(1);
@@ -193,17 +217,57 @@ void Engine::PublishGauges() {
   }
 }
 
+absl::Status Engine::StartBeamSearch(Request& r, const float* logits) {
+  // The scheduler's sequence (prefix + first input) becomes the search's root.
+  scheduler_.Release(r.id);
+  r.beam = std::make_unique<BeamSearch>(r.beam_options, spec_.vocab_size, r.prefix_len, r.id,
+                                        r.tokens.back(), [this] { return next_sequence_id_++; });
+  beam_requests_.push_back(r.id);
+  return r.beam->Advance(logits, &runner_->cache());
+}
+
+void Engine::FinishBeam(Request& r) {
+  const std::vector<BeamHypothesis>& results = r.beam->results();
+  FinishReason reason = FinishReason::kLength;
+  if (!results.empty()) {
+    const std::vector<int32_t>& best = results.front().tokens;
+    r.tokens.insert(r.tokens.end(), best.begin(), best.end());
+    r.stream->PushTokens(best);
+    if (metrics_) metrics_->AddGenerationTokens(best.size());
+    // fairseq forces EOS at max_len; a hypothesis that reached it is "length".
+    reason = static_cast<int>(best.size()) <= r.beam->max_len() ? FinishReason::kEos
+                                                                 : FinishReason::kLength;
+  }
+  r.first_token = r.last_token = Clock::now();
+  std::erase(beam_requests_, r.id);
+  r.beam.reset();
+  Finish(r, reason);
+}
+
 bool Engine::RunStep() {
   const Clock::time_point step_start = Clock::now();
-  SchedulerOutput plan = scheduler_.Schedule();
+  KvCacheManager& cache = runner_->cache();
+
+  // Beam searches first: their next inputs, and the blocks those need.
+  std::vector<std::pair<SequenceId, int>> beam_appends;
+  for (int64_t id : beam_requests_) {
+    for (const auto& [sequence, token] : requests_.at(id)->beam->inputs()) {
+      beam_appends.emplace_back(sequence, 1);
+    }
+  }
+  const int64_t beam_blocks = beam_appends.empty() ? 0 : cache.BlocksNeededToAppendAll(beam_appends);
+  SchedulerOutput plan = scheduler_.Schedule(beam_blocks);
   for (int64_t id : plan.preempted) {
     auto it = requests_.find(id);
     if (it != requests_.end()) ++it->second->preemptions;
   }
   if (metrics_ && !plan.preempted.empty()) metrics_->AddPreemptions(plan.preempted.size());
-  if (plan.work.empty()) return false;
+  if (plan.work.empty() && beam_requests_.empty()) return false;
 
+  // Scheduled work: keys-only prefix rows go straight into the cache; tokens
+  // join the step.
   work_.clear();
+  std::vector<int64_t> failed;
   for (const ScheduledWork& w : plan.work) {
     Request& r = *requests_.at(w.id);
     if (!r.scheduled_once) {
@@ -211,13 +275,37 @@ bool Engine::RunStep() {
       r.first_scheduled = step_start;
       if (metrics_) metrics_->ObserveQueueTime(Seconds(step_start - r.arrival));
     }
-    const bool complete = w.start + w.num_tokens == static_cast<int64_t>(r.tokens.size());
-    work_.push_back({w.id, absl::MakeConstSpan(r.tokens.data() + w.start, w.num_tokens), complete,
-                     false});
+    int64_t start = w.start;
+    const int64_t end = w.start + w.num_tokens;
+    if (start < r.prefix_len) {
+      const int64_t rows = std::min(end, r.prefix_len) - start;
+      absl::Status filled = runner_->FillPrefix(
+          w.id, r.prefix.data() + start * spec_.hidden_size, rows);
+      if (!filled.ok()) {
+        failed.push_back(w.id);
+        continue;
+      }
+      start += rows;
+    }
+    if (start == end) continue;
+    const bool complete = end == r.sequence_length();
+    work_.push_back({w.id,
+                     absl::MakeConstSpan(r.tokens.data() + (start - r.prefix_len), end - start),
+                     complete, false});
   }
-  absl::Status status = runner_->Step(work_, &logits_);
+  const size_t scheduled_entries = work_.size();
+  const std::vector<int64_t> stepped_beams = beam_requests_;  // their rows follow, in order
+  for (int64_t id : stepped_beams) {
+    for (const auto& [sequence, token] : requests_.at(id)->beam->inputs()) {
+      work_.push_back({sequence, absl::MakeConstSpan(&token, 1), true, false});
+    }
+  }
+  absl::Status status = work_.empty() ? absl::OkStatus() : runner_->Step(work_, &logits_);
+  for (int64_t id : failed) Fail(id, absl::InternalError("prefix fill failed"));
   if (!status.ok()) {
     for (const ScheduledWork& w : plan.work) Fail(w.id, status);
+    const std::vector<int64_t> beams = beam_requests_;
+    for (int64_t id : beams) Fail(id, status);
     return true;
   }
   scheduler_.OnStepDone(plan);
@@ -227,11 +315,21 @@ bool Engine::RunStep() {
   int row = 0;
   int64_t generated = 0;
   std::vector<int32_t> one(1);
-  for (const SequenceWork& w : work_) {
+  for (size_t i = 0; i < scheduled_entries; ++i) {
+    const SequenceWork& w = work_[i];
     if (!w.want_logits) continue;
     Request& r = *requests_.at(w.id);
-    const int32_t token = r.sampler.Sample(logits_.data() + static_cast<size_t>(row) * vocab, vocab);
+    const float* logits = logits_.data() + static_cast<size_t>(row) * vocab;
     ++row;
+    if (r.beam_size > 1) {
+      if (absl::Status s = StartBeamSearch(r, logits); !s.ok()) {
+        Fail(r.id, s);
+      } else if (r.beam->done()) {
+        FinishBeam(r);
+      }
+      continue;
+    }
+    const int32_t token = r.sampler.Sample(logits, vocab);
     r.tokens.push_back(token);
     ++generated;
     const int new_tokens = static_cast<int>(r.tokens.size()) - r.prompt_len;
@@ -251,9 +349,22 @@ bool Engine::RunStep() {
       (void)scheduler_.AppendTokens(r.id, 1);
     }
   }
+  // Beam rows follow, request by request, in the order their inputs were added.
+  for (int64_t id : stepped_beams) {
+    Request& r = *requests_.at(id);
+    const size_t inputs = r.beam->inputs().size();
+    absl::Status advanced =
+        r.beam->Advance(logits_.data() + static_cast<size_t>(row) * vocab, &cache);
+    row += static_cast<int>(inputs);
+    if (!advanced.ok()) {
+      Fail(id, advanced);
+    } else if (r.beam->done()) {
+      FinishBeam(r);
+    }
+  }
   if (metrics_) {
     metrics_->AddGenerationTokens(generated);
-    metrics_->ObserveStep(Seconds(Clock::now() - step_start), static_cast<int>(plan.work.size()),
+    metrics_->ObserveStep(Seconds(Clock::now() - step_start), static_cast<int>(work_.size()),
                           static_cast<int>(plan.num_tokens()));
   }
   absl::MutexLock lock(&mu_);

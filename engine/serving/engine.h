@@ -19,6 +19,7 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
+#include "engine/generation/beam_search.h"
 #include "engine/metrics/serving_metrics.h"
 #include "engine/model/model_runner.h"
 #include "engine/sampling/sampler.h"
@@ -33,8 +34,16 @@ struct EngineOptions {
 };
 
 struct GenerationRequest {
-  std::vector<int32_t> prompt;
+  // Keys-only context before the prompt (the speech prefix): prefix_rows rows
+  // of the model's hidden size, at sequence positions 0 .. prefix_rows - 1.
+  std::vector<float> prefix;
+  int64_t prefix_rows = 0;
+  std::vector<int32_t> prompt;  // decoder input tokens (speech: [EOS])
   SamplingParams sampling;
+  // > 1: beam search (fairseq semantics; beam.max_len_b is set from
+  // sampling.max_new_tokens); the tokens arrive at the end, best hypothesis.
+  int beam_size = 1;
+  BeamSearchOptions beam;
 };
 
 // Snapshot of the engine's state, for health and tests.
@@ -82,8 +91,14 @@ class Engine {
   using Clock = std::chrono::steady_clock;
   struct Request {
     int64_t id = 0;
-    std::vector<int32_t> tokens;  // prompt then generated
+    std::vector<float> prefix;    // [prefix_len, hidden]
+    int64_t prefix_len = 0;
+    std::vector<int32_t> tokens;  // prompt then generated (positions prefix_len + i)
     int prompt_len = 0;
+    int beam_size = 1;
+    BeamSearchOptions beam_options;
+    std::unique_ptr<BeamSearch> beam;  // set once the prefill is done (beam_size > 1)
+    int64_t sequence_length() const { return prefix_len + static_cast<int64_t>(tokens.size()); }
     RequestSampler sampler;
     std::shared_ptr<RequestStream> stream;
     Clock::time_point arrival, first_scheduled, first_token, last_token;
@@ -106,6 +121,11 @@ class Engine {
   void Finish(Request& request, FinishReason reason);
   void Fail(int64_t id, const absl::Status& status);
   void DropCancelled();
+  // Hands a prefilled request over to beam search, advancing it with the
+  // logits of its first input.
+  absl::Status StartBeamSearch(Request& request, const float* logits);
+  // Finishes a beam search request with its best hypothesis.
+  void FinishBeam(Request& request);
   void PublishGauges();
 
   EngineOptions options_;
@@ -120,6 +140,8 @@ class Engine {
   std::unique_ptr<ModelRunner> runner_;
   Scheduler scheduler_;
   std::unordered_map<int64_t, std::unique_ptr<Request>> requests_;
+  std::vector<int64_t> beam_requests_;  // requests in beam-search decoding
+  int64_t next_sequence_id_ = int64_t{1} << 40;  // beam sequences; above request ids
   std::vector<float> logits_;
   std::vector<SequenceWork> work_;
 
