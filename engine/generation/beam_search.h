@@ -62,6 +62,9 @@ class BeamSearch {
   // next beams, forking and freeing sequences in `cache`.
   absl::Status Advance(const float* logits, KvCacheManager* cache);
   bool done() const { return done_; }
+  // Tokens chosen so far by live beam `i` (i < inputs().size()). With one beam
+  // they are final as soon as chosen, so they can be streamed.
+  const std::vector<int32_t>& beam_tokens(size_t i) const { return beams_[i].tokens; }
   // Finished hypotheses, best first (valid once done()).
   const std::vector<BeamHypothesis>& results() const { return finalized_; }
   // Frees every live beam sequence (after done(), or to abandon the search).

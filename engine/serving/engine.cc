@@ -97,7 +97,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
   r->tokens = std::move(request.prompt);
   r->prefix = std::move(request.prefix);
   r->prefix_len = request.prefix_rows;
-  r->beam_size = request.beam_size;
+  r->use_beam_search = request.use_beam_search;
   r->beam_options = request.beam;
   r->beam_options.beam_size = request.beam_size;
   r->beam_options.max_len_a = 0;
@@ -226,19 +226,36 @@ absl::Status Engine::StartBeamSearch(Request& r, const float* logits) {
   return r.beam->Advance(logits, &runner_->cache());
 }
 
+void Engine::StreamBeamOne(Request& r, Clock::time_point now) {
+  const std::vector<int32_t>& tokens = r.beam->beam_tokens(0);
+  if (tokens.size() <= r.streamed) return;
+  if (r.streamed == 0) {
+    r.first_token = now;
+    if (metrics_) metrics_->ObserveTimeToFirstToken(Seconds(now - r.arrival));
+  } else if (metrics_) {
+    metrics_->ObserveInterTokenLatency(Seconds(now - r.last_token));
+  }
+  r.last_token = now;
+  r.stream->PushTokens(std::vector<int32_t>(tokens.begin() + r.streamed, tokens.end()));
+  if (metrics_) metrics_->AddGenerationTokens(tokens.size() - r.streamed);
+  r.streamed = tokens.size();
+}
+
 void Engine::FinishBeam(Request& r) {
   const std::vector<BeamHypothesis>& results = r.beam->results();
   FinishReason reason = FinishReason::kLength;
   if (!results.empty()) {
     const std::vector<int32_t>& best = results.front().tokens;
     r.tokens.insert(r.tokens.end(), best.begin(), best.end());
-    r.stream->PushTokens(best);
-    if (metrics_) metrics_->AddGenerationTokens(best.size());
+    const size_t from = std::min(r.streamed, best.size());
+    r.stream->PushTokens(std::vector<int32_t>(best.begin() + from, best.end()));
+    if (metrics_) metrics_->AddGenerationTokens(best.size() - from);
     // fairseq forces EOS at max_len; a hypothesis that reached it is "length".
     reason = static_cast<int>(best.size()) <= r.beam->max_len() ? FinishReason::kEos
                                                                  : FinishReason::kLength;
   }
-  r.first_token = r.last_token = Clock::now();
+  if (r.streamed == 0) r.first_token = Clock::now();
+  r.last_token = Clock::now();
   std::erase(beam_requests_, r.id);
   r.beam.reset();
   Finish(r, reason);
@@ -321,11 +338,13 @@ bool Engine::RunStep() {
     Request& r = *requests_.at(w.id);
     const float* logits = logits_.data() + static_cast<size_t>(row) * vocab;
     ++row;
-    if (r.beam_size > 1) {
+    if (r.use_beam_search) {
       if (absl::Status s = StartBeamSearch(r, logits); !s.ok()) {
         Fail(r.id, s);
       } else if (r.beam->done()) {
         FinishBeam(r);
+      } else if (r.beam_options.beam_size == 1) {
+        StreamBeamOne(r, now);
       }
       continue;
     }
@@ -360,6 +379,8 @@ bool Engine::RunStep() {
       Fail(id, advanced);
     } else if (r.beam->done()) {
       FinishBeam(r);
+    } else if (r.beam_options.beam_size == 1) {
+      StreamBeamOne(r, now);
     }
   }
   if (metrics_) {

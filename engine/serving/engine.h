@@ -40,8 +40,11 @@ struct GenerationRequest {
   int64_t prefix_rows = 0;
   std::vector<int32_t> prompt;  // decoder input tokens (speech: [EOS])
   SamplingParams sampling;
-  // > 1: beam search (fairseq semantics; beam.max_len_b is set from
-  // sampling.max_new_tokens); the tokens arrive at the end, best hypothesis.
+  // Beam search with fairseq's semantics when use_beam_search (beam.max_len_b
+  // is set from sampling.max_new_tokens). With beam_size 1 it is fairseq's
+  // greedy decoding and tokens stream as chosen; with more beams the best
+  // hypothesis arrives at the end.
+  bool use_beam_search = false;
   int beam_size = 1;
   BeamSearchOptions beam;
 };
@@ -95,9 +98,10 @@ class Engine {
     int64_t prefix_len = 0;
     std::vector<int32_t> tokens;  // prompt then generated (positions prefix_len + i)
     int prompt_len = 0;
-    int beam_size = 1;
+    bool use_beam_search = false;
     BeamSearchOptions beam_options;
-    std::unique_ptr<BeamSearch> beam;  // set once the prefill is done (beam_size > 1)
+    std::unique_ptr<BeamSearch> beam;  // set once the prefill is done (beam requests)
+    size_t streamed = 0;               // beam-1 tokens already pushed to the stream
     int64_t sequence_length() const { return prefix_len + static_cast<int64_t>(tokens.size()); }
     RequestSampler sampler;
     std::shared_ptr<RequestStream> stream;
@@ -124,6 +128,8 @@ class Engine {
   // Hands a prefilled request over to beam search, advancing it with the
   // logits of its first input.
   absl::Status StartBeamSearch(Request& request, const float* logits);
+  // Pushes the tokens a one-beam search chose since the last push.
+  void StreamBeamOne(Request& request, Clock::time_point now);
   // Finishes a beam search request with its best hypothesis.
   void FinishBeam(Request& request);
   void PublishGauges();
