@@ -36,6 +36,11 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   server->services_.push_back(std::make_unique<TextGenerationService>(server->engine_));
   server->services_.push_back(
       std::make_unique<ModelsService>(server->engine_, model_name, "llama-mtla"));
+  SpeechSessionOptions speech_defaults;
+  speech_defaults.max_stream_seconds = options.max_stream_seconds;
+  speech_defaults.max_chunk_bytes = options.max_audio_chunk_bytes;
+  server->services_.push_back(
+      std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults));
   for (auto& service : server->services_) builder.RegisterService(service.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -74,21 +79,60 @@ absl::Status MtlaServer::LoadModel() {
   if (options_.device == "auto") {
     std::fprintf(stderr, "mtla-server: device auto -> cpu (no CUDA backend in this build)\n");
   }
-  CacheOptions cache;
-  cache.block_slots = options_.block_slots;
-  cache.memory_bytes = options_.kv_cache_bytes;
-  cache.num_blocks = options_.kv_cache_blocks;
-  cache.max_context_tokens = options_.max_context_tokens;
-  ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtlaCpu(options_.model_dir, cache));
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, LoadRunner());
   EngineOptions engine_options;
   engine_options.scheduler.max_running = options_.max_running;
   engine_options.scheduler.max_batched_tokens = options_.max_batched_tokens;
   engine_options.scheduler.max_waiting = options_.max_queued;
   engine_options.max_new_tokens_limit = options_.max_new_tokens_limit;
-  auto runner = std::make_unique<ModelRunner>(std::move(model.backend));
-  engine_->Set(std::make_shared<Engine>(std::move(runner), engine_options, metrics_));
+  auto engine = std::make_shared<Engine>(std::move(runner), engine_options, metrics_);
+  engine_->Set(engine);
+  if (speech_model_) {
+    auto front_end = std::make_shared<SpeechFrontEnd>();
+    ASSIGN_OR_RETURN(front_end->fbank, audio::FbankComputer::Create());
+    front_end->model = speech_model_.get();
+    front_end->tokenizer = tokenizer_.get();
+    front_end->engine = engine;
+    front_end->source_language = speech_languages_.first;
+    front_end->target_language = speech_languages_.second;
+    speech_->Set(front_end);
+  }
   server_->GetHealthCheckService()->SetServingStatus(true);
   return absl::OkStatus();
+}
+
+absl::StatusOr<std::unique_ptr<ModelRunner>> MtlaServer::LoadRunner() {
+  CacheOptions cache;
+  cache.block_slots = options_.block_slots;
+  cache.memory_bytes = options_.kv_cache_bytes;
+  cache.num_blocks = options_.kv_cache_blocks;
+  cache.max_context_tokens = options_.max_context_tokens;
+  const std::string dir = options_.model_dir;
+  std::ifstream config_file(dir + "/config.json");
+  if (!config_file) return absl::NotFoundError(absl::StrCat(dir, "/config.json: cannot open"));
+  std::stringstream text;
+  text << config_file.rdbuf();
+  const bool speech = text.str().find("\"model_type\"") == std::string::npos;
+  if (!speech) {
+    ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtlaCpu(dir, cache));
+    return std::make_unique<ModelRunner>(std::move(model.backend));
+  }
+  ASSIGN_OR_RETURN(SpeechModel model, LoadSpeechModelCpu(dir, cache));
+  if (!model.encoder.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, ": a decoder-only checkpoint cannot serve speech (no encoder)"));
+  }
+  for (const char* name : {"spm.model", "sentencepiece.model", "spm_unigram8000.model"}) {
+    const std::string path = dir + "/" + name;
+    if (std::filesystem::exists(path)) {
+      ASSIGN_OR_RETURN(tokenizer_, Tokenizer::Load(path));
+      break;
+    }
+  }
+  speech_languages_ = {model.config.source_language, model.config.target_language};
+  auto runner = std::make_unique<ModelRunner>(std::move(model.decoder));
+  speech_model_ = std::make_unique<SpeechModel>(std::move(model));
+  return runner;
 }
 
 void MtlaServer::Drain() {

@@ -17,7 +17,10 @@
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "prometheus/exposer.h"
+#include "engine/speech/speech_model.h"
+#include "engine/tokenizer/tokenizer.h"
 #include "server/engine_holder.h"
+#include "server/speech_translation_service.h"
 
 namespace mtla {
 
@@ -36,6 +39,9 @@ struct ServerOptions {
   int max_new_tokens_limit = 2048;
   int max_context_tokens = 0;  // 0: the model's own limit
   double drain_grace_seconds = 30;
+  // Speech sessions.
+  double max_stream_seconds = 3600;
+  size_t max_audio_chunk_bytes = 1 << 20;
 };
 
 class MtlaServer {
@@ -57,7 +63,14 @@ class MtlaServer {
  private:
   MtlaServer() = default;
   ServerOptions options_;
+  // Loads a LlamaMTLA text model or a speech-translation model (by config.json).
+  absl::StatusOr<std::unique_ptr<ModelRunner>> LoadRunner();
+
   std::shared_ptr<EngineHolder> engine_ = std::make_shared<EngineHolder>();
+  std::shared_ptr<SpeechFrontEndHolder> speech_ = std::make_shared<SpeechFrontEndHolder>();
+  std::unique_ptr<SpeechModel> speech_model_;  // encoder + projector (decoder moved to the engine)
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::pair<std::string, std::string> speech_languages_;  // source, target; empty: unchecked
   std::shared_ptr<ServingMetrics> metrics_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;

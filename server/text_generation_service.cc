@@ -42,13 +42,13 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {  // the client went away; OnCancel/OnDone follow
-      if (stream_) stream_->Cancel();
-      return;
-    }
+    // !ok: the client went away. OnDone only follows Finish(), so cancel the
+    // request and still Finish once the engine has ended it (MaybeWrite).
+    if (!ok && stream_) stream_->Cancel();
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
+      if (!ok) write_failed_ = true;
     }
     MaybeWrite();
   }
@@ -71,6 +71,13 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     if (writing_ || finished_) return;
     GenerationEvent event;
     if (!stream_->Pop(&event)) return;
+    if (write_failed_) {  // nobody reads any more: wait for the end, then Finish
+      if (!event.finished) return;
+      finished_ = true;
+      Finish(event.status.ok() ? grpc::Status(grpc::StatusCode::CANCELLED, "write failed")
+                               : ToGrpcStatus(event.status));
+      return;
+    }
     if (event.finished && !event.status.ok()) {
       finished_ = true;
       Finish(ToGrpcStatus(event.status));
@@ -99,6 +106,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   absl::Mutex mu_;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
   v1::GenerateResponse response_;
 };
 

@@ -13,8 +13,10 @@ PACKAGES=(
   libopenblas-openmp-dev
   prometheus-cpp-dev prometheus
   nlohmann-json3-dev
-  libsentencepiece-dev
+  sentencepiece
+  libsoxr-dev libfftw3-dev libsleef-dev
   python3
+  python3-yaml
 )
 
 missing=()

@@ -11,6 +11,15 @@ double Seconds(std::chrono::steady_clock::duration d) {
   return std::chrono::duration<double>(d).count();
 }
 
+// Submit() bounds the requests in flight (running + waiting) by max_running +
+// max_waiting. A burst taken in one TakeCommands() is all waiting until the
+// next Schedule(), so the scheduler's own waiting bound must leave room for
+// the running share, or it refuses requests that Submit() accepted.
+SchedulerConfig SchedulerConfigForEngine(SchedulerConfig config) {
+  config.max_waiting += config.max_running;
+  return config;
+}
+
 }  // namespace
 
 Engine::Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
@@ -23,7 +32,7 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options
       element_bytes_(runner->backend().cache_element_bytes()),
       metrics_(std::move(metrics)),
       runner_(std::move(runner)),
-      scheduler_(options.scheduler, &runner_->cache()) {
+      scheduler_(SchedulerConfigForEngine(options.scheduler), &runner_->cache()) {
   PublishGauges();
   thread_ = std::thread([this] { Loop(); });
 }

@@ -1,50 +1,119 @@
 #include "engine/tokenizer/tokenizer.h"
 
+#include <fstream>
+#include <sstream>
+
 #include "absl/strings/str_cat.h"
-#include "engine/tokenizer/sentencepiece_shim.h"
+#include "absl/strings/str_replace.h"
+#include "engine/tokenizer/sentencepiece_model.pb.h"
 
 namespace mtla {
+namespace {
 
-Tokenizer::Tokenizer() = default;
-Tokenizer::~Tokenizer() = default;
+constexpr char kSpaceSymbol[] = "\xE2\x96\x81";  // U+2581 "▁"
+constexpr char kReplacement[] = "\xEF\xBF\xBD";  // U+FFFD
+
+// Appends `bytes` as UTF-8, each byte that does not start a valid sequence
+// becoming U+FFFD (as SentencePiece treats byte-fallback output).
+void AppendUtf8(const std::string& bytes, std::string* out) {
+  size_t i = 0;
+  while (i < bytes.size()) {
+    const unsigned char c = static_cast<unsigned char>(bytes[i]);
+    int length = 0;
+    uint32_t min = 0;
+    if (c < 0x80) length = 1;
+    else if ((c & 0xE0) == 0xC0) length = 2, min = 0x80;
+    else if ((c & 0xF0) == 0xE0) length = 3, min = 0x800;
+    else if ((c & 0xF8) == 0xF0) length = 4, min = 0x10000;
+    bool valid = length > 0 && i + length <= bytes.size();
+    uint32_t code = length == 1 ? c : (c & (0x7F >> length));
+    for (int k = 1; valid && k < length; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(bytes[i + k]);
+      if ((cc & 0xC0) != 0x80) valid = false;
+      code = (code << 6) | (cc & 0x3F);
+    }
+    if (valid && length > 1 && (code < min || code > 0x10FFFF || (code >= 0xD800 && code <= 0xDFFF))) {
+      valid = false;
+    }
+    if (valid) {
+      out->append(bytes, i, length);
+      i += length;
+    } else {
+      out->append(kReplacement);
+      ++i;
+    }
+  }
+}
+
+}  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_path) {
-  auto tokenizer = std::unique_ptr<Tokenizer>(new Tokenizer());
-  std::string error;
-  tokenizer->model_ = spm::Model::Load(model_path, &error);
-  if (tokenizer->model_ == nullptr) {
-    return absl::NotFoundError(
-        absl::StrCat(model_path, ": cannot load SentencePiece model: ", error));
+  std::ifstream file(model_path, std::ios::binary);
+  if (!file) return absl::NotFoundError(absl::StrCat(model_path, ": cannot open SentencePiece model"));
+  std::stringstream bytes;
+  bytes << file.rdbuf();
+  spm::Model model;
+  if (!model.ParseFromString(bytes.str())) {
+    return absl::InvalidArgumentError(absl::StrCat(model_path, ": not a SentencePiece model"));
   }
-  const spm::Model& p = *tokenizer->model_;
-  if (p.bos_id() != 0 || p.pad_id() != 1 || p.eos_id() != 2 || p.unk_id() != 3) {
+  const spm::TrainerSpec& t = model.trainer_spec();
+  if (t.bos_id() != 0 || t.pad_id() != 1 || t.eos_id() != 2 || t.unk_id() != 3) {
     return absl::FailedPreconditionError(absl::StrCat(
-        model_path, ": special ids are bos ", p.bos_id(), ", pad ", p.pad_id(), ", eos ",
-        p.eos_id(), ", unk ", p.unk_id(), "; fairseq's are 0, 1, 2, 3"));
+        model_path, ": special ids are bos ", t.bos_id(), ", pad ", t.pad_id(), ", eos ",
+        t.eos_id(), ", unk ", t.unk_id(), "; fairseq's are 0, 1, 2, 3"));
+  }
+  auto tokenizer = std::unique_ptr<Tokenizer>(new Tokenizer());
+  tokenizer->unk_surface_ = t.unk_surface();
+  tokenizer->add_dummy_prefix_ = model.normalizer_spec().add_dummy_prefix();
+  for (const spm::ModelPiece& p : model.pieces()) {
+    Piece piece;
+    piece.type = p.type();
+    piece.text = p.piece();
+    if (p.type() == spm::ModelPiece::BYTE) {
+      // "<0xAB>"
+      piece.byte = static_cast<int>(std::strtol(p.piece().substr(3, 2).c_str(), nullptr, 16));
+    }
+    tokenizer->pieces_.push_back(std::move(piece));
   }
   return tokenizer;
 }
 
-absl::StatusOr<std::vector<int32_t>> Tokenizer::Encode(const std::string& text) const {
-  std::vector<int> ids;
-  std::string error;
-  if (!model_->Encode(text, &ids, &error)) return absl::InvalidArgumentError(error);
-  return std::vector<int32_t>(ids.begin(), ids.end());
-}
-
 std::string Tokenizer::Decode(const std::vector<int32_t>& ids) const {
-  std::vector<int> kept;
+  std::string text;
+  std::string pending_bytes;
+  bool at_start = true;  // the dummy prefix's space is still to be removed
+  auto flush_bytes = [&] {
+    if (pending_bytes.empty()) return;
+    AppendUtf8(pending_bytes, &text);
+    pending_bytes.clear();
+    at_start = false;
+  };
   for (int32_t id : ids) {
-    if (id > 3 && id < model_->size()) kept.push_back(id);
+    if (id < 0 || id >= static_cast<int32_t>(pieces_.size())) continue;
+    const Piece& p = pieces_[id];
+    if (p.type == spm::ModelPiece::BYTE) {
+      pending_bytes.push_back(static_cast<char>(p.byte));
+      continue;
+    }
+    flush_bytes();
+    if (p.type == spm::ModelPiece::CONTROL) continue;
+    if (p.type == spm::ModelPiece::UNKNOWN) {
+      text += unk_surface_;
+      at_start = false;
+      continue;
+    }
+    absl::string_view piece = p.text;
+    if (at_start && add_dummy_prefix_ && piece.substr(0, 3) == kSpaceSymbol) piece.remove_prefix(3);
+    text += absl::StrReplaceAll(piece, {{kSpaceSymbol, " "}});
+    at_start = false;
   }
-  return model_->Decode(kept);
+  flush_bytes();
+  return text;
 }
-
-int Tokenizer::vocab_size() const { return model_->size(); }
 
 size_t CompleteUtf8Prefix(const std::string& text) {
   // Walk back over at most 3 continuation bytes to the last lead byte.
-  size_t n = text.size();
+  const size_t n = text.size();
   size_t i = n;
   int continuation = 0;
   while (i > 0 && continuation < 4) {
@@ -68,12 +137,9 @@ std::string IncrementalDetokenizer::Add(const std::vector<int32_t>& tokens) {
   ids_.insert(ids_.end(), tokens.begin(), tokens.end());
   const std::string text = tokenizer_->Decode(ids_);
   size_t stable = CompleteUtf8Prefix(text);
-  // SentencePiece renders byte pieces that do not (yet) form a character as
-  // U+FFFD; hold trailing ones back until the following pieces decide them.
-  static constexpr char kReplacement[] = "\xEF\xBF\xBD";
+  // Byte pieces that do not (yet) form a character decode as U+FFFD; hold
+  // trailing ones back until the following pieces decide them.
   while (stable >= 3 && text.compare(stable - 3, 3, kReplacement) == 0) stable -= 3;
-  // Decoding a longer sequence only appends to the text of a shorter one, except
-  // where SentencePiece drops a leading space; guard against shrinking.
   if (stable <= emitted_.size() || text.compare(0, emitted_.size(), emitted_) != 0) return "";
   std::string delta = text.substr(emitted_.size(), stable - emitted_.size());
   emitted_ += delta;

@@ -1,6 +1,13 @@
-// SentencePiece tokenizer with fairseq's special ids (<s>=0, <pad>=1, </s>=2,
-// <unk>=3), and an incremental detokenizer whose text deltas never split a
-// UTF-8 character.
+// Detokenization for SentencePiece models with fairseq's special ids (<s>=0,
+// <pad>=1, </s>=2, <unk>=3), and an incremental detokenizer whose text deltas
+// never split a UTF-8 character.
+//
+// The model file is read with the process's protobuf runtime and decoded here:
+// Debian's libsentencepiece embeds protobuf 3.14 with exported symbols and
+// cannot share a process with the libprotobuf 3.21 that gRPC uses (start-up
+// crash, or a version abort when loaded privately). Encoding (text -> ids) is
+// done offline with Debian's spm_encode; tests check Decode against
+// spm_decode on random id sequences.
 //
 // Thread-safety: Tokenizer is immutable after Load (safe to share);
 // IncrementalDetokenizer is thread-compatible.
@@ -13,33 +20,38 @@
 
 #include "absl/status/statusor.h"
 
-namespace mtla::spm {
-class Model;
-}
-
 namespace mtla {
 
 class Tokenizer {
  public:
-  // Loads a SentencePiece model. FailedPrecondition when its special ids are
-  // not fairseq's (the model must be trained with bos 0, pad 1, eos 2, unk 3).
+  // Loads a SentencePiece model file. NotFound when unreadable;
+  // InvalidArgument when it does not parse; FailedPrecondition when its
+  // special ids are not fairseq's (train with --bos_id=0 --pad_id=1
+  // --eos_id=2 --unk_id=3).
   static absl::StatusOr<std::unique_ptr<Tokenizer>> Load(const std::string& model_path);
-  ~Tokenizer();
 
-  absl::StatusOr<std::vector<int32_t>> Encode(const std::string& text) const;
-  // Special ids are skipped.
+  // Text of `ids` as SentencePiece decodes it: control ids (<s>, <pad>, </s>)
+  // are dropped, <unk> becomes the model's unk surface, byte pieces are joined
+  // into UTF-8 (invalid bytes become U+FFFD), "▁" becomes a space and the
+  // leading space of the dummy prefix is removed. Out-of-range ids are dropped.
   std::string Decode(const std::vector<int32_t>& ids) const;
-  int vocab_size() const;
+  int vocab_size() const { return static_cast<int>(pieces_.size()); }
 
  private:
-  Tokenizer();
-  std::unique_ptr<spm::Model> model_;
+  struct Piece {
+    std::string text;   // with "▁" already turned into spaces
+    int type = 1;       // mtla.spm.ModelPiece.Type
+    int byte = -1;      // BYTE pieces: the byte value
+  };
+  Tokenizer() = default;
+  std::vector<Piece> pieces_;
+  std::string unk_surface_;
+  bool add_dummy_prefix_ = true;
 };
 
 // Turns a growing token sequence into text deltas. Each delta ends on a UTF-8
-// character boundary; bytes of a character still incomplete (which
-// SentencePiece shows as U+FFFD) are held back until the tokens that complete
-// it arrive, or until Flush.
+// character boundary; bytes of a character still incomplete (which decode as
+// U+FFFD) are held back until the tokens that complete it arrive, or Flush.
 class IncrementalDetokenizer {
  public:
   explicit IncrementalDetokenizer(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {}

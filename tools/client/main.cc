@@ -5,6 +5,11 @@
 //       [--top-p P] [--seed S] [--stop-ids "2 5"] [--ignore-eos]
 //   mtla-client [--address ...] [--json] info
 //   mtla-client [--address ...] [--json] health [--service NAME]
+//   mtla-client [--address ...] [--json] translate FILE.wav [--chunk-ms 100]
+//       [--realtime] [--beam N] [--max-tokens N] [--interim]
+//
+// translate streams the WAV (PCM16 mono, any rate 8-48 kHz) in chunks and
+// prints each segment's result as it arrives ("[i] start-end: text | ids").
 //
 // Plain output: generate prints the token ids on one line as they stream, then
 // a summary line; --json prints one JSON object at the end. Exit code 0 on
@@ -12,13 +17,16 @@
 #include <chrono>
 #include <cstdio>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "grpcpp/grpcpp.h"
+#include "engine/audio/pcm.h"
 #include "mtla/v1/models.grpc.pb.h"
+#include "mtla/v1/speech_translation.grpc.pb.h"
 #include "mtla/v1/text_generation.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -60,7 +68,9 @@ int main(int argc, char** argv) {
   std::string address = "127.0.0.1:50051", command, prompt_ids, stop_ids, service;
   bool json = false, ignore_eos = false;
   double timeout = 0, temperature = 0, top_p = 0;
-  int max_new_tokens = 16, top_k = 0;
+  int max_new_tokens = 16, top_k = 0, chunk_ms = 100, beam = 1, max_tokens = 0;
+  bool realtime = false, interim = false;
+  std::string wav_path;
   int64_t seed = -1;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
@@ -78,7 +88,13 @@ int main(int argc, char** argv) {
     else if (arg == "--stop-ids") stop_ids = value();
     else if (arg == "--ignore-eos") ignore_eos = true;
     else if (arg == "--service") service = value();
+    else if (arg == "--chunk-ms") ok = absl::SimpleAtoi(value(), &chunk_ms) && chunk_ms > 0;
+    else if (arg == "--realtime") realtime = true;
+    else if (arg == "--beam") ok = absl::SimpleAtoi(value(), &beam);
+    else if (arg == "--max-tokens") ok = absl::SimpleAtoi(value(), &max_tokens);
+    else if (arg == "--interim") interim = true;
     else if (command.empty() && arg[0] != '-') command = arg;
+    else if (command == "translate" && wav_path.empty() && arg[0] != '-') wav_path = arg;
     else return Usage("unknown argument " + arg);
     if (!ok) return Usage("bad value for " + arg);
   }
@@ -108,7 +124,61 @@ int main(int argc, char** argv) {
     std::printf("%s\n", info.DebugString().c_str());
     return 0;
   }
-  if (command != "generate") return Usage("command must be generate, info or health");
+  if (command == "translate") {
+    if (wav_path.empty()) return Usage("translate needs a WAV file");
+    auto wav = mtla::audio::ReadWavFile(wav_path);
+    if (!wav.ok()) return Usage(std::string(wav.status().message()));
+    auto stub = mtla::v1::SpeechTranslation::NewStub(channel);
+    grpc::ClientContext context;
+    SetDeadline(&context, timeout);
+    auto stream = stub->StreamingTranslate(&context);
+    mtla::v1::StreamingTranslateRequest request;
+    mtla::v1::TranslationConfig* config = request.mutable_config();
+    config->set_encoding(mtla::v1::LINEAR_PCM16);
+    config->set_sample_rate_hz(wav->sample_rate_hz);
+    config->set_beam_size(beam);
+    config->set_max_tokens(max_tokens);
+    config->set_interim_results(interim);
+    stream->Write(request);
+    // Results are read on their own thread while audio is written.
+    nlohmann::json results = nlohmann::json::array();
+    std::thread reader([&] {
+      mtla::v1::StreamingTranslateResponse response;
+      while (stream->Read(&response)) {
+        if (!response.has_result()) continue;
+        const auto& r = response.result();
+        if (!r.is_final() && !r.has_timing()) continue;  // text deltas: the final line has all
+        std::vector<int32_t> ids(r.token_ids().begin(), r.token_ids().end());
+        if (json) {
+          results.push_back({{"segment", r.segment_index()}, {"start", r.start_seconds()},
+                             {"end", r.end_seconds()}, {"text", r.text()}, {"token_ids", ids},
+                             {"final", r.is_final()}, {"rtf", r.timing().real_time_factor()}});
+        } else {
+          std::printf("[%d%s] %.2f-%.2fs: %s | %s (rtf %.3f)\n", r.segment_index(),
+                      r.is_final() ? "" : " interim", r.start_seconds(), r.end_seconds(),
+                      r.text().c_str(), absl::StrJoin(ids, " ").c_str(),
+                      r.timing().real_time_factor());
+          std::fflush(stdout);
+        }
+      }
+    });
+    const size_t chunk = static_cast<size_t>(wav->sample_rate_hz) * chunk_ms / 1000;
+    for (size_t at = 0; at < wav->samples.size(); at += chunk) {
+      const size_t n = std::min(chunk, wav->samples.size() - at);
+      mtla::v1::StreamingTranslateRequest audio;
+      audio.set_audio(mtla::audio::EncodePcm16(
+          std::span<const float>(wav->samples.data() + at, n)));
+      if (!stream->Write(audio)) break;
+      if (realtime) std::this_thread::sleep_for(std::chrono::milliseconds(chunk_ms));
+    }
+    stream->WritesDone();
+    reader.join();
+    grpc::Status status = stream->Finish();
+    if (!status.ok()) return RpcError(status);
+    if (json) std::printf("%s\n", nlohmann::json{{"results", results}}.dump().c_str());
+    return 0;
+  }
+  if (command != "generate") return Usage("command must be generate, translate, info or health");
 
   mtla::v1::GenerateRequest request;
   std::vector<int32_t> ids, stops;

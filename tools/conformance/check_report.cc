@@ -1,5 +1,6 @@
 #include "tools/conformance/check_report.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <limits>
@@ -29,6 +30,21 @@ void CheckReport::Compare(const std::string& subject, const std::string& check,
   ++checks_;
   if (!pass) ++failures_;
   std::printf("%-28s %-34s rel_err=%.3e tol=%.0e %s\n", subject.c_str(), check.c_str(), err,
+              tolerance, pass ? "PASS" : "FAIL");
+}
+
+void CheckReport::CompareMaxAbs(const std::string& subject, const std::string& check,
+                                const std::vector<float>& out, const std::vector<float>& ref,
+                                double tolerance) {
+  double err = out.size() == ref.size() ? 0.0 : std::numeric_limits<double>::infinity();
+  for (size_t i = 0; i < out.size() && i < ref.size(); ++i) {
+    const double d = std::abs(static_cast<double>(out[i]) - ref[i]);
+    err = std::isnan(d) ? std::numeric_limits<double>::infinity() : std::max(err, d);
+  }
+  const bool pass = err <= tolerance;
+  ++checks_;
+  if (!pass) ++failures_;
+  std::printf("%-28s %-34s max_abs=%.3e tol=%.0e %s\n", subject.c_str(), check.c_str(), err,
               tolerance, pass ? "PASS" : "FAIL");
 }
 

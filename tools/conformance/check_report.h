@@ -17,6 +17,10 @@ class CheckReport {
   // Prints one line and records the outcome.
   void Compare(const std::string& subject, const std::string& check, const std::vector<float>& out,
                const std::vector<float>& ref, double tolerance);
+  // Passes when max |out - ref| <= tolerance (absolute, e.g. for scores).
+  void CompareMaxAbs(const std::string& subject, const std::string& check,
+                     const std::vector<float>& out, const std::vector<float>& ref,
+                     double tolerance);
   void Exact(const std::string& subject, const std::string& check, const std::vector<int32_t>& out,
              const std::vector<int32_t>& ref);
   // A check that could not run (bad input): always a failure.

@@ -4,20 +4,28 @@
 //
 //   mtla-conformance attention FILE...   one MTLA layer (mtla_reference format)
 //   mtla-conformance model DIR...        a LlamaMTLA checkpoint (model_reference format)
+//   mtla-conformance fbank FILE...       the audio front-end (fbank_reference or fairseq_st_reference format)
+//   mtla-conformance st DIR...           the ST decoder from encoder output (st_reference format)
+//   mtla-conformance fairseq-st DIR...   the whole ST model vs fairseq (fairseq_st_reference format)
 #include <cstdio>
 #include <cstring>
 #include <string>
 
 #include "tools/conformance/attention_check.h"
 #include "tools/conformance/check_report.h"
+#include "tools/conformance/fbank_check.h"
 #include "tools/conformance/model_check.h"
+#include "tools/conformance/st_check.h"
 
 namespace {
 
 int Usage() {
   std::fprintf(stderr,
                "usage: mtla-conformance attention FILE...\n"
-               "       mtla-conformance model DIR...\n");
+               "       mtla-conformance model DIR...\n"
+               "       mtla-conformance fbank FILE...\n"
+               "       mtla-conformance st DIR...\n"
+               "       mtla-conformance fairseq-st DIR...\n");
   return 2;
 }
 
@@ -33,6 +41,12 @@ int main(int argc, char** argv) {
       status = mtla::conformance::CheckAttentionFile(argv[i], &report);
     } else if (mode == "model") {
       status = mtla::conformance::CheckModelDir(argv[i], &report);
+    } else if (mode == "fbank") {
+      status = mtla::conformance::CheckFbankFile(argv[i], &report);
+    } else if (mode == "st") {
+      status = mtla::conformance::CheckStDir(argv[i], &report);
+    } else if (mode == "fairseq-st") {
+      status = mtla::conformance::CheckFairseqStDir(argv[i], &report);
     } else {
       return Usage();
     }

@@ -1,0 +1,248 @@
+#include "engine/speech/speech_encoder.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
+#include "engine/model/weight_loading.h"
+#include "kernels/cpu/cpu_ops.h"
+
+namespace mtla {
+namespace {
+
+float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
+
+// Row-wise softmax in place over `rows` rows of width `n`.
+void SoftmaxRows(float* x, int64_t rows, int64_t n) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float* r = x + i * n;
+    const float mx = *std::max_element(r, r + n);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      r[j] = std::exp(r[j] - mx);
+      sum += r[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < n; ++j) r[j] *= inv;
+  }
+}
+
+}  // namespace
+
+std::vector<float> SinusoidalPositionTable(int64_t num_positions, int dim, int padding_idx) {
+  const int half = dim / 2;
+  std::vector<float> table(static_cast<size_t>(num_positions) * dim, 0.0f);
+  // Float32 arithmetic in the order torch evaluates get_embedding():
+  // freq_j = exp(j * -(ln(10000) / (half - 1))), angle = p * freq_j.
+  const float step = static_cast<float>(-(std::log(10000.0) / (half - 1)));
+  std::vector<float> freq(half);
+  for (int j = 0; j < half; ++j) freq[j] = std::exp(static_cast<float>(j) * step);
+  for (int64_t p = 0; p < num_positions; ++p) {
+    if (p == padding_idx) continue;
+    float* row = table.data() + p * dim;
+    for (int j = 0; j < half; ++j) {
+      const float angle = static_cast<float>(p) * freq[j];
+      row[j] = std::sin(angle);
+      row[half + j] = std::cos(angle);
+    }
+  }
+  return table;
+}
+
+int64_t Conv1dStride2OutputFrames(int64_t input_frames, int kernel) {
+  const int64_t padded = input_frames + 2 * (kernel / 2) - kernel;
+  if (input_frames <= 0 || padded < 0) return 0;
+  return padded / 2 + 1;
+}
+
+void GluRows(const float* x, int64_t rows, int half, float* out) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* r = x + i * 2 * half;
+    float* o = out + i * half;
+    for (int j = 0; j < half; ++j) o[j] = r[j] * Sigmoid(r[half + j]);
+  }
+}
+
+Conv1dGluLayer Conv1dGluLayer::FromTorch(int in_channels, int out_channels, int kernel,
+                                         const std::vector<float>& weight_oik,
+                                         std::vector<float> bias) {
+  Conv1dGluLayer layer;
+  layer.in_channels = in_channels;
+  layer.out_channels = out_channels;
+  layer.kernel = kernel;
+  layer.bias = std::move(bias);
+  layer.weight.resize(static_cast<size_t>(out_channels) * kernel * in_channels);
+  for (int o = 0; o < out_channels; ++o) {
+    for (int c = 0; c < in_channels; ++c) {
+      for (int j = 0; j < kernel; ++j) {
+        layer.weight[(static_cast<size_t>(o) * kernel + j) * in_channels + c] =
+            weight_oik[(static_cast<size_t>(o) * in_channels + c) * kernel + j];
+      }
+    }
+  }
+  return layer;
+}
+
+std::vector<float> Conv1dGluLayer::Forward(const float* in, int64_t frames) const {
+  const int64_t out_frames = Conv1dStride2OutputFrames(frames, kernel);
+  const int64_t pad = kernel / 2;
+  const int64_t window = static_cast<int64_t>(kernel) * in_channels;
+  // im2col: row t holds input rows 2t - pad .. 2t - pad + kernel - 1 (zeros
+  // outside the input), so the convolution is one GEMM against [out, k * in].
+  std::vector<float> cols(static_cast<size_t>(out_frames) * window, 0.0f);
+  for (int64_t t = 0; t < out_frames; ++t) {
+    const int64_t first = 2 * t - pad;
+    const int64_t lo = std::max<int64_t>(first, 0);
+    const int64_t hi = std::min<int64_t>(first + kernel, frames);
+    if (hi > lo) {
+      std::memcpy(cols.data() + t * window + (lo - first) * in_channels, in + lo * in_channels,
+                  sizeof(float) * (hi - lo) * in_channels);
+    }
+  }
+  std::vector<float> conv(static_cast<size_t>(out_frames) * out_channels);
+  cpu::Linear(cols.data(), out_frames, static_cast<int>(window), weight.data(), bias.data(),
+              out_channels, conv.data());
+  std::vector<float> out(static_cast<size_t>(out_frames) * (out_channels / 2));
+  GluRows(conv.data(), out_frames, out_channels / 2, out.data());
+  return out;
+}
+
+absl::StatusOr<SpeechEncoder> SpeechEncoder::Load(const SpeechEncoderConfig& config,
+                                                  const SafetensorsFile& file) {
+  RETURN_IF_ERROR(config.Validate());
+  SpeechEncoder enc;
+  enc.config_ = config;
+  const int e = config.embed_dim;
+  const int n_conv = static_cast<int>(config.conv_kernel_sizes.size());
+  int in = config.input_dim;
+  for (int i = 0; i < n_conv; ++i) {
+    const int k = config.conv_kernel_sizes[i];
+    const int out = i + 1 < n_conv ? config.conv_channels : 2 * e;
+    const std::string name = absl::StrCat("encoder.subsample.conv_layers.", i);
+    ASSIGN_OR_RETURN(std::vector<float> w, file.ReadFloat(name + ".weight", {out, in, k}));
+    ASSIGN_OR_RETURN(std::vector<float> b, file.ReadFloat(name + ".bias", {out}));
+    enc.conv_.push_back(Conv1dGluLayer::FromTorch(in, out, k, w, std::move(b)));
+    in = out / 2;
+  }
+  for (int l = 0; l < config.num_layers; ++l) {
+    const std::string p = absl::StrCat("encoder.transformer_layers.", l, ".");
+    SpeechEncoderLayerWeights w;
+    ASSIGN_OR_RETURN(w.self_attn_layer_norm, LoadNorm(file, p + "self_attn_layer_norm", e, true));
+    ASSIGN_OR_RETURN(w.q_proj, LoadLinear(file, p + "self_attn.q_proj", e, e, BiasMode::kRequired));
+    ASSIGN_OR_RETURN(w.k_proj, LoadLinear(file, p + "self_attn.k_proj", e, e, BiasMode::kRequired));
+    ASSIGN_OR_RETURN(w.v_proj, LoadLinear(file, p + "self_attn.v_proj", e, e, BiasMode::kRequired));
+    ASSIGN_OR_RETURN(w.out_proj,
+                     LoadLinear(file, p + "self_attn.out_proj", e, e, BiasMode::kRequired));
+    ASSIGN_OR_RETURN(w.final_layer_norm, LoadNorm(file, p + "final_layer_norm", e, true));
+    ASSIGN_OR_RETURN(w.fc1, LoadLinear(file, p + "fc1", e, config.ffn_dim, BiasMode::kRequired));
+    ASSIGN_OR_RETURN(w.fc2, LoadLinear(file, p + "fc2", config.ffn_dim, e, BiasMode::kRequired));
+    enc.layers_.push_back(std::move(w));
+  }
+  ASSIGN_OR_RETURN(enc.final_norm_, LoadNorm(file, "encoder.layer_norm", e, true));
+  return enc;
+}
+
+std::vector<float> SpeechEncoder::Embed(const float* features, int64_t frames) const {
+  std::vector<float> x(features, features + frames * config_.input_dim);
+  int64_t t = frames;
+  for (const Conv1dGluLayer& conv : conv_) {
+    x = conv.Forward(x.data(), t);
+    t = Conv1dStride2OutputFrames(t, conv.kernel);
+  }
+  // Frame i takes position padding_idx + 1 + i (fairseq make_positions over an
+  // unpadded utterance).
+  const int e = config_.embed_dim;
+  const int64_t first = config_.padding_idx + 1;
+  const std::vector<float> table = SinusoidalPositionTable(first + t, e, config_.padding_idx);
+  for (int64_t i = 0; i < t; ++i) {
+    float* row = x.data() + i * e;
+    const float* pos = table.data() + (first + i) * e;
+    for (int j = 0; j < e; ++j) row[j] = row[j] * config_.embed_scale + pos[j];
+  }
+  return x;
+}
+
+void SpeechEncoder::Layer(int layer, float* x, int64_t n) const {
+  const SpeechEncoderLayerWeights& w = layers_[layer];
+  const int e = config_.embed_dim;
+  const int heads = config_.num_heads;
+  const int d = e / heads;
+  const float eps = config_.layer_norm_eps;
+  std::vector<float> h(n * e), q(n * e), k(n * e), v(n * e), ctx(n * e), scores(n * n);
+  cpu::LayerNorm(x, n, e, w.self_attn_layer_norm.weight.data(),
+                 w.self_attn_layer_norm.bias.data(), eps, h.data());
+  cpu::Linear(h.data(), n, e, w.q_proj.weight.data(), w.q_proj.bias.data(), e, q.data());
+  cpu::Linear(h.data(), n, e, w.k_proj.weight.data(), w.k_proj.bias.data(), e, k.data());
+  cpu::Linear(h.data(), n, e, w.v_proj.weight.data(), w.v_proj.bias.data(), e, v.data());
+  const float scaling = 1.0f / std::sqrt(static_cast<float>(d));
+  for (int hd = 0; hd < heads; ++hd) {
+    // scores = (q_h * scaling) k_h^T; ctx_h = softmax(scores) v_h.
+    cpu::Gemm(/*trans_b=*/true, n, n, d, scaling, q.data() + hd * d, e, k.data() + hd * d, e, 0.0f,
+              scores.data(), n);
+    SoftmaxRows(scores.data(), n, n);
+    cpu::Gemm(/*trans_b=*/false, n, d, n, 1.0f, scores.data(), n, v.data() + hd * d, e, 0.0f,
+              ctx.data() + hd * d, e);
+  }
+  cpu::Linear(ctx.data(), n, e, w.out_proj.weight.data(), w.out_proj.bias.data(), e, h.data());
+  cpu::AddInPlace(x, h.data(), n * e);
+
+  const int f = config_.ffn_dim;
+  std::vector<float> a(n * f);
+  cpu::LayerNorm(x, n, e, w.final_layer_norm.weight.data(), w.final_layer_norm.bias.data(), eps,
+                 h.data());
+  cpu::Linear(h.data(), n, e, w.fc1.weight.data(), w.fc1.bias.data(), f, a.data());
+  cpu::Relu(a.data(), n * f);
+  cpu::Linear(a.data(), n, f, w.fc2.weight.data(), w.fc2.bias.data(), e, h.data());
+  cpu::AddInPlace(x, h.data(), n * e);
+}
+
+absl::StatusOr<std::vector<float>> SpeechEncoder::Encode(const float* features,
+                                                         int64_t frames) const {
+  if (frames <= 0 || frames > config_.max_source_positions) {
+    return absl::InvalidArgumentError(absl::StrCat("speech input has ", frames,
+                                                   " feature frames; the model accepts 1 to ",
+                                                   config_.max_source_positions));
+  }
+  const int64_t n = config_.OutputFrames(frames);
+  if (n <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("speech input of ", frames, " frames is too short for the subsampler"));
+  }
+  std::vector<float> x = Embed(features, frames);
+  for (int l = 0; l < config_.num_layers; ++l) Layer(l, x.data(), n);
+  cpu::LayerNorm(x.data(), n, config_.embed_dim, final_norm_.weight.data(),
+                 final_norm_.bias.data(), config_.layer_norm_eps, x.data());
+  return x;
+}
+
+absl::StatusOr<SpeechProjector> SpeechProjector::Load(const SpeechModelConfig& config,
+                                                      const SafetensorsFile& file) {
+  SpeechProjector p;
+  p.ds_rate_ = config.projector_ds_rate;
+  p.encoder_dim_ = config.encoder_dim;
+  const int hidden = config.decoder_embed_dim / 2;  // int(llm_dim / 2)
+  ASSIGN_OR_RETURN(p.linear1_, LoadLinear(file, "decoder.projector.linear1",
+                                          config.encoder_dim * config.projector_ds_rate, hidden,
+                                          BiasMode::kRequired));
+  ASSIGN_OR_RETURN(p.linear2_, LoadLinear(file, "decoder.projector.linear2", hidden,
+                                          config.decoder_embed_dim, BiasMode::kRequired));
+  return p;
+}
+
+std::vector<float> SpeechProjector::Forward(const float* encoder_out, int64_t frames) const {
+  const int64_t rows = OutputRows(frames);
+  const int in = encoder_dim_ * ds_rate_;
+  std::vector<float> hidden(rows * linear1_.out);
+  std::vector<float> out(rows * linear2_.out);
+  // Frames are contiguous rows, so k consecutive frames are one row of k * E.
+  cpu::Linear(encoder_out, rows, in, linear1_.weight.data(), linear1_.bias.data(), linear1_.out,
+              hidden.data());
+  cpu::Relu(hidden.data(), rows * linear1_.out);
+  cpu::Linear(hidden.data(), rows, linear1_.out, linear2_.weight.data(), linear2_.bias.data(),
+              linear2_.out, out.data());
+  return out;
+}
+
+}  // namespace mtla

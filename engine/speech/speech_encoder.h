@@ -1,0 +1,115 @@
+// The speech encoder and projector of the paper's ST model on the CPU
+// (fairseq S2TTransformerEncoder and MTLADecoderOnly.projector), fp32 with the
+// projections through BLAS. All matrices are row-major with one row per frame.
+//
+// Thread-safety: the classes are immutable after loading; Encode()/Project()
+// may run concurrently (they allocate their own scratch).
+#ifndef MTLA_ENGINE_SPEECH_SPEECH_ENCODER_H_
+#define MTLA_ENGINE_SPEECH_SPEECH_ENCODER_H_
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "engine/model/mtla_attention.h"
+#include "engine/speech/speech_config.h"
+#include "engine/weights/safetensors.h"
+
+namespace mtla {
+
+// ---- Building blocks (exposed for tests) ----------------------------------
+
+// fairseq SinusoidalPositionalEmbedding.get_embedding: rows [num_positions, dim];
+// with half = dim / 2 and f_j = exp(-j * ln(10000) / (half - 1)), row p is
+// [sin(p f_0) .. sin(p f_{half-1}), cos(p f_0) .. cos(p f_{half-1})] (a zero
+// column appended when dim is odd) and row `padding_idx` is all zeros.
+// Computed in float32 as torch does. Requires dim >= 4.
+std::vector<float> SinusoidalPositionTable(int64_t num_positions, int dim, int padding_idx);
+
+// Output frames of one Conv1d with stride 2 and padding kernel / 2.
+int64_t Conv1dStride2OutputFrames(int64_t input_frames, int kernel);
+
+// One Conv1d layer (stride 2, padding kernel / 2) followed by a GLU over the
+// channels: out = a * sigmoid(b) with [a | b] the conv's two channel halves.
+// in [frames, in_channels] -> out [Conv1dStride2OutputFrames(frames), out_channels / 2].
+struct Conv1dGluLayer {
+  int in_channels = 0;
+  int out_channels = 0;  // before the GLU
+  int kernel = 0;
+  // Weight reordered from torch's [out, in, k] to [out, k, in], so a window of
+  // `kernel` consecutive input rows is one contiguous GEMM operand row.
+  std::vector<float> weight;
+  std::vector<float> bias;  // [out_channels]
+
+  // `weight_oik` is torch's Conv1d weight [out, in, k].
+  static Conv1dGluLayer FromTorch(int in_channels, int out_channels, int kernel,
+                                  const std::vector<float>& weight_oik, std::vector<float> bias);
+  std::vector<float> Forward(const float* in, int64_t frames) const;
+};
+
+// out[i, j] = x[i, j] * sigmoid(x[i, half + j]) for rows of width 2 * half.
+void GluRows(const float* x, int64_t rows, int half, float* out);
+
+// ---- Encoder --------------------------------------------------------------
+
+struct SpeechEncoderLayerWeights {
+  NormWeights self_attn_layer_norm;
+  LinearWeights q_proj, k_proj, v_proj, out_proj;  // with bias
+  NormWeights final_layer_norm;
+  LinearWeights fc1, fc2;  // with bias
+};
+
+class SpeechEncoder {
+ public:
+  // Loads fairseq's state-dict names: encoder.subsample.conv_layers.{i},
+  // encoder.transformer_layers.{i}.{self_attn.{q,k,v,out}_proj,
+  // self_attn_layer_norm, fc1, fc2, final_layer_norm}, encoder.layer_norm.
+  static absl::StatusOr<SpeechEncoder> Load(const SpeechEncoderConfig& config,
+                                            const SafetensorsFile& file);
+
+  const SpeechEncoderConfig& config() const { return config_; }
+
+  // features [frames, input_dim] (fbank after CMVN) -> encoder output
+  // [config().OutputFrames(frames), embed_dim]. InvalidArgument when frames
+  // is not positive or exceeds max_source_positions, or yields no output frame.
+  absl::StatusOr<std::vector<float>> Encode(const float* features, int64_t frames) const;
+
+  // Stages of Encode, for tests: the subsampler output scaled and with
+  // positions added [T', E] ...
+  std::vector<float> Embed(const float* features, int64_t frames) const;
+  // ... and one Transformer layer in place on x [frames, E].
+  void Layer(int layer, float* x, int64_t frames) const;
+
+ private:
+  SpeechEncoderConfig config_;
+  std::vector<Conv1dGluLayer> conv_;
+  std::vector<SpeechEncoderLayerWeights> layers_;
+  NormWeights final_norm_;
+};
+
+// fairseq EncoderProjectorConcat: drops the last frames % k frames, joins each
+// k consecutive frames into one row [k * encoder_dim], then
+// linear2(relu(linear1(row))) -> [rows, decoder_dim].
+class SpeechProjector {
+ public:
+  // Loads decoder.projector.linear1 / linear2 (with bias).
+  static absl::StatusOr<SpeechProjector> Load(const SpeechModelConfig& config,
+                                              const SafetensorsFile& file);
+  int ds_rate() const { return ds_rate_; }
+  int encoder_dim() const { return encoder_dim_; }
+  int output_dim() const { return linear2_.out; }
+  // Rows the projector makes of `frames` encoder frames.
+  int64_t OutputRows(int64_t frames) const { return frames / ds_rate_; }
+  // encoder_out [frames, encoder_dim] -> prefix [OutputRows(frames), output_dim].
+  std::vector<float> Forward(const float* encoder_out, int64_t frames) const;
+
+ private:
+  int ds_rate_ = 1;
+  int encoder_dim_ = 0;
+  LinearWeights linear1_, linear2_;
+};
+
+}  // namespace mtla
+
+#endif  // MTLA_ENGINE_SPEECH_SPEECH_ENCODER_H_

@@ -1,0 +1,83 @@
+#include "engine/speech/speech_model.h"
+
+#include <filesystem>
+#include <system_error>
+
+#include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
+#include "engine/model/cpu_model_backend.h"
+#include "engine/weights/safetensors.h"
+
+namespace mtla {
+
+DecoderSpec SpeechDecoderSpec(const SpeechModelConfig& config) {
+  const int64_t max_context = config.MaxPrefixRows() + config.max_target_positions;
+  DecoderSpec spec =
+      FairseqMtlaDecoderSpec(config.attention, config.decoder_ffn_dim, config.decoder_layers,
+                             config.vocab_size, static_cast<int>(max_context));
+  spec.embed_scale = config.decoder_embed_scale;
+  spec.norm_eps = config.layer_norm_eps;
+  spec.eos_token_id = config.eos_id;
+  if (config.tie_output_projection) spec.names.lm_head.clear();
+  return spec;
+}
+
+absl::StatusOr<std::vector<float>> SpeechModel::Encode(const float* features,
+                                                       int64_t frames) const {
+  if (!encoder.has_value()) {
+    return absl::FailedPreconditionError("this speech checkpoint has no encoder");
+  }
+  return encoder->Encode(features, frames);
+}
+
+absl::StatusOr<std::vector<float>> SpeechModel::Project(const float* encoder_out,
+                                                        int64_t frames) const {
+  const int64_t rows = PrefixRows(frames);
+  if (rows < 1 || rows > config.MaxPrefixRows()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(frames, " encoder frames make a prefix of ", rows,
+                     " rows; the model takes 1 to ", config.MaxPrefixRows()));
+  }
+  return projector.Forward(encoder_out, frames);
+}
+
+absl::StatusOr<SpeechModel> LoadSpeechModelCpu(const std::string& dir,
+                                               const CacheOptions& options) {
+  SpeechModel model;
+  ASSIGN_OR_RETURN(model.config, LoadSpeechModelConfig(dir + "/config.json"));
+  const std::string weights =
+      dir + (model.config.has_encoder ? "/model.safetensors" : "/decoder.safetensors");
+  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights));
+  // Tensor errors from the safetensors reader name the file and the tensor.
+  if (model.config.has_encoder) {
+    ASSIGN_OR_RETURN(model.encoder, SpeechEncoder::Load(model.config.encoder, *file));
+  }
+  ASSIGN_OR_RETURN(model.projector, SpeechProjector::Load(model.config, *file));
+
+  DecoderSpec spec = SpeechDecoderSpec(model.config);
+  if (options.max_context_tokens > 0) spec.max_context_tokens = options.max_context_tokens;
+  KvCacheGeometry geometry;
+  geometry.num_layers = spec.num_layers;
+  geometry.kv_lora_rank = spec.attention.kv_lora_rank;
+  geometry.rope_dim = spec.attention.qk_rope_head_dim;
+  geometry.down_rate = spec.attention.down_rate;
+  geometry.block_slots = options.block_slots;
+  if (options.block_slots <= 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("cache block_slots must be > 0 (got ", options.block_slots, ")"));
+  }
+  const size_t block_bytes = geometry.BlockElements() * sizeof(float);
+  const int num_blocks = options.num_blocks > 0
+                             ? options.num_blocks
+                             : static_cast<int>(options.memory_bytes / block_bytes);
+  if (num_blocks < 1) {
+    return absl::InvalidArgumentError(absl::StrCat("cache budget of ", options.memory_bytes,
+                                                   " bytes holds no block of ", block_bytes,
+                                                   " bytes"));
+  }
+  ASSIGN_OR_RETURN(model.decoder,
+                   CpuModelBackend::Create(spec, *file, num_blocks, options.block_slots));
+  return model;
+}
+
+}  // namespace mtla

@@ -1,0 +1,307 @@
+#include "engine/streaming/speech_session.h"
+
+#include <chrono>
+
+#include "absl/strings/str_cat.h"
+#include "engine/audio/cmvn.h"
+#include "engine/audio/pcm.h"
+#include "engine/common/status_macros.h"
+
+namespace mtla {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+double Since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+constexpr double kSampleRate = 16000.0;
+
+}  // namespace
+
+struct SpeechSession::Segment {
+  int index = 0;
+  double start_seconds = 0;
+  double end_seconds = 0;
+  bool interim = false;
+  std::shared_ptr<RequestStream> stream;
+  std::vector<int32_t> tokens;
+  std::unique_ptr<IncrementalDetokenizer> detokenizer;
+  Clock::time_point closed_at;
+  double encode_seconds = 0;
+  double first_token_seconds = -1;
+};
+
+absl::StatusOr<std::unique_ptr<SpeechSession>> SpeechSession::Create(
+    const SpeechFrontEnd& front_end, const SpeechSessionOptions& options,
+    std::function<void()> notify) {
+  if (options.beam_size < 1 || options.beam_size > 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("beam_size must be in [1, 16], got ", options.beam_size));
+  }
+  const int limit = front_end.engine->options().max_new_tokens_limit;
+  if (options.max_tokens < 1 || options.max_tokens > limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("max_tokens must be in [1, ", limit, "], got ", options.max_tokens));
+  }
+  ASSIGN_OR_RETURN(audio::Resampler resampler, audio::Resampler::Create(options.sample_rate_hz));
+  return std::unique_ptr<SpeechSession>(
+      new SpeechSession(front_end, options, std::move(notify), std::move(resampler)));
+}
+
+SpeechSession::SpeechSession(const SpeechFrontEnd& front_end, const SpeechSessionOptions& options,
+                             std::function<void()> notify, audio::Resampler resampler)
+    : front_end_(front_end),
+      options_(options),
+      notify_(std::move(notify)),
+      resampler_(std::move(resampler)),
+      extractor_(front_end.fbank),
+      endpointer_(options.endpointing) {}
+
+SpeechSession::~SpeechSession() {
+  Cancel();
+  std::vector<std::shared_ptr<Segment>> segments;
+  {
+    absl::MutexLock lock(&mu_);
+    segments = active_;
+  }
+  // Once SetListener returns, no engine callback into this session runs.
+  for (const auto& s : segments) s->stream->SetListener(nullptr);
+}
+
+void SpeechSession::Notify() {
+  if (notify_) notify_();
+}
+
+double SpeechSession::processed_seconds() const { return samples_16k_ / kSampleRate; }
+int64_t SpeechSession::chunks_received() const { return chunks_; }
+
+absl::Status SpeechSession::AcceptAudio(std::string_view pcm16) {
+  if (finished_audio_) return absl::FailedPreconditionError("audio after the end of the stream");
+  if (pcm16.size() > options_.max_chunk_bytes) {
+    return absl::InvalidArgumentError(absl::StrCat("audio: chunk of ", pcm16.size(),
+                                                   " bytes exceeds the limit of ",
+                                                   options_.max_chunk_bytes));
+  }
+  ASSIGN_OR_RETURN(std::vector<float> samples, audio::DecodePcm16(pcm16));
+  ++chunks_;
+  input_samples_ += static_cast<int64_t>(samples.size());
+  if (static_cast<double>(input_samples_) / options_.sample_rate_hz > options_.max_stream_seconds) {
+    return absl::OutOfRangeError(absl::StrCat("audio: the stream exceeds the maximum of ",
+                                              options_.max_stream_seconds, " seconds"));
+  }
+  std::vector<float> resampled;
+  RETURN_IF_ERROR(resampler_.Process(samples, &resampled));
+  RETURN_IF_ERROR(AddSamples(resampled));
+  return MaybeInterim();
+}
+
+absl::Status SpeechSession::FinishAudio() {
+  if (finished_audio_) return absl::OkStatus();
+  finished_audio_ = true;
+  std::vector<float> tail;
+  RETURN_IF_ERROR(resampler_.Flush(&tail));
+  RETURN_IF_ERROR(AddSamples(tail));
+  absl::Status closed = CloseSegment(/*end_of_stream=*/true);
+  {
+    absl::MutexLock lock(&mu_);
+    input_done_ = true;
+  }
+  Notify();
+  return closed;
+}
+
+absl::Status SpeechSession::AddSamples(const std::vector<float>& samples) {
+  size_t at = 0;
+  for (int64_t cut : endpointer_.Accept(samples)) {
+    const size_t upto = static_cast<size_t>(cut - samples_16k_);
+    extractor_.AcceptSamples(std::span<const float>(samples.data() + at, upto - at), &features_);
+    samples_16k_ = cut;
+    at = upto;
+    RETURN_IF_ERROR(CloseSegment(/*end_of_stream=*/false));
+  }
+  extractor_.AcceptSamples(std::span<const float>(samples.data() + at, samples.size() - at),
+                           &features_);
+  samples_16k_ += static_cast<int64_t>(samples.size() - at);
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> SpeechSession::Submit(std::vector<float> features,
+                                                                     int beam_size,
+                                                                     double* encode_seconds) {
+  const Clock::time_point start = Clock::now();
+  const SpeechModel& model = *front_end_.model;
+  const int dim = front_end_.fbank->num_bins();
+  const int64_t frames = static_cast<int64_t>(features.size()) / dim;
+  if (model.config.utterance_cmvn) RETURN_IF_ERROR(audio::ApplyUtteranceCmvn(features, dim));
+  ASSIGN_OR_RETURN(std::vector<float> encoded, model.Encode(features.data(), frames));
+  const int64_t encoder_frames =
+      static_cast<int64_t>(encoded.size()) / model.config.encoder_dim;
+  ASSIGN_OR_RETURN(std::vector<float> prefix, model.Project(encoded.data(), encoder_frames));
+  *encode_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  GenerationRequest request;
+  request.prefix_rows = model.PrefixRows(encoder_frames);
+  request.prefix = std::move(prefix);
+  request.prompt = {model.config.eos_id};
+  request.sampling.max_new_tokens = options_.max_tokens;
+  request.use_beam_search = true;
+  request.beam_size = beam_size;
+  request.beam.eos = model.config.eos_id;
+  request.beam.pad = model.config.pad_id;
+  request.beam.unk = model.config.unk_id;
+  return front_end_.engine->Submit(std::move(request));
+}
+
+absl::Status SpeechSession::CloseSegment(bool end_of_stream) {
+  std::vector<float> features;
+  features.swap(features_);
+  extractor_.Finish(&features);
+  const double start = segment_start_sample_ / kSampleRate;
+  const double end = samples_16k_ / kSampleRate;
+  segment_start_sample_ = samples_16k_;
+  last_interim_seconds_ = 0;
+  const bool has_speech = endpointer_.has_speech() || !end_of_stream || next_segment_ == 0;
+  const int64_t frames = static_cast<int64_t>(features.size()) / front_end_.fbank->num_bins();
+  if (frames == 0 || front_end_.model->PrefixRows(front_end_.model->config.encoder.OutputFrames(frames)) < 1 ||
+      (end_of_stream && !has_speech)) {
+    return absl::OkStatus();  // nothing to translate (too short, or trailing silence)
+  }
+  auto segment = std::make_shared<Segment>();
+  segment->index = next_segment_++;
+  segment->start_seconds = start;
+  segment->end_seconds = end;
+  segment->closed_at = Clock::now();
+  if (front_end_.tokenizer) {
+    segment->detokenizer = std::make_unique<IncrementalDetokenizer>(front_end_.tokenizer);
+  }
+  ASSIGN_OR_RETURN(segment->stream,
+                   Submit(std::move(features), options_.beam_size, &segment->encode_seconds));
+  {
+    absl::MutexLock lock(&mu_);
+    active_.push_back(segment);
+    ++pending_segments_;
+  }
+  Listen(segment);
+  return absl::OkStatus();
+}
+
+absl::Status SpeechSession::MaybeInterim() {
+  if (!options_.interim_results) return absl::OkStatus();
+  const double segment_seconds = (samples_16k_ - segment_start_sample_) / kSampleRate;
+  if (segment_seconds - last_interim_seconds_ < options_.interim_interval_seconds) {
+    return absl::OkStatus();
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    for (const auto& s : active_) {
+      if (s->interim) return absl::OkStatus();  // one interim hypothesis in flight at a time
+    }
+  }
+  const int64_t frames = static_cast<int64_t>(features_.size()) / front_end_.fbank->num_bins();
+  if (front_end_.model->PrefixRows(front_end_.model->config.encoder.OutputFrames(frames)) < 1) {
+    return absl::OkStatus();
+  }
+  last_interim_seconds_ = segment_seconds;
+  auto segment = std::make_shared<Segment>();
+  segment->index = next_segment_;  // the segment still being received
+  segment->start_seconds = segment_start_sample_ / kSampleRate;
+  segment->end_seconds = samples_16k_ / kSampleRate;
+  segment->interim = true;
+  segment->closed_at = Clock::now();
+  ASSIGN_OR_RETURN(segment->stream, Submit(features_, /*beam_size=*/1, &segment->encode_seconds));
+  {
+    absl::MutexLock lock(&mu_);
+    active_.push_back(segment);
+  }
+  Listen(segment);
+  return absl::OkStatus();
+}
+
+void SpeechSession::Listen(const std::shared_ptr<Segment>& segment) {
+  // A weak reference: the stream must not keep its own segment alive.
+  std::weak_ptr<Segment> weak = segment;
+  segment->stream->SetListener([this, weak] {
+    if (std::shared_ptr<Segment> s = weak.lock()) OnEngineOutput(s);
+  });
+  OnEngineOutput(segment);  // in case output arrived before the listener
+}
+
+void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
+  GenerationEvent event;
+  bool notify = false;
+  {
+    // Pop under the session lock so that events of one segment are queued in
+    // the order the engine produced them, whichever thread gets here first.
+    absl::MutexLock lock(&mu_);
+    if (!s->stream->Pop(&event)) return;
+    if (!event.tokens.empty()) {
+      if (s->first_token_seconds < 0) s->first_token_seconds = Since(s->closed_at);
+      s->tokens.insert(s->tokens.end(), event.tokens.begin(), event.tokens.end());
+      if (!s->interim) {
+        SegmentUpdate delta;
+        delta.segment_index = s->index;
+        delta.start_seconds = s->start_seconds;
+        delta.end_seconds = s->end_seconds;
+        delta.token_ids = event.tokens;
+        if (s->detokenizer) delta.text = s->detokenizer->Add(event.tokens);
+        updates_.push_back(std::move(delta));
+        notify = true;
+      }
+    }
+    if (event.finished) {
+      std::erase(active_, s);
+      if (!s->interim) --pending_segments_;
+      if (!event.status.ok()) {
+        if (error_.ok() && !s->interim) error_ = event.status;
+      } else {
+        SegmentUpdate result;
+        result.segment_index = s->index;
+        result.start_seconds = s->start_seconds;
+        result.end_seconds = s->end_seconds;
+        result.token_ids = s->tokens;
+        if (front_end_.tokenizer) result.text = front_end_.tokenizer->Decode(s->tokens);
+        result.is_final = !s->interim;
+        result.is_interim = s->interim;
+        result.timing.encode_seconds = s->encode_seconds;
+        result.timing.first_token_seconds = std::max(0.0, s->first_token_seconds);
+        result.timing.decode_seconds = Since(s->closed_at);
+        const double duration = s->end_seconds - s->start_seconds;
+        result.timing.real_time_factor =
+            duration > 0 ? (s->encode_seconds + result.timing.decode_seconds) / duration : 0;
+        updates_.push_back(std::move(result));
+      }
+      notify = true;
+    }
+  }
+  if (notify) Notify();
+}
+
+void SpeechSession::Cancel() {
+  std::vector<std::shared_ptr<Segment>> segments;
+  {
+    absl::MutexLock lock(&mu_);
+    segments = active_;
+  }
+  for (const auto& s : segments) s->stream->Cancel();
+}
+
+std::vector<SegmentUpdate> SpeechSession::TakeUpdates() {
+  absl::MutexLock lock(&mu_);
+  std::vector<SegmentUpdate> out(std::make_move_iterator(updates_.begin()),
+                                 std::make_move_iterator(updates_.end()));
+  updates_.clear();
+  return out;
+}
+
+bool SpeechSession::done() const {
+  absl::MutexLock lock(&mu_);
+  return input_done_ && pending_segments_ == 0 && updates_.empty();
+}
+
+absl::Status SpeechSession::error() const {
+  absl::MutexLock lock(&mu_);
+  return error_;
+}
+
+}  // namespace mtla

@@ -1,0 +1,148 @@
+// One streaming speech-translation call: PCM chunks in; per-segment
+// translations out. Audio is resampled to 16 kHz and turned into fbank
+// features as it arrives; the endpointer cuts segments at pauses and at the
+// maximum length; each segment is, as soon as it ends, normalized (utterance
+// CMVN), encoded, projected into the decoder prefix and submitted to the
+// engine, whose tokens come back as text deltas and a final result.
+//
+// Threads: AcceptAudio/FinishAudio/Cancel come from the RPC's reader (one at a
+// time); results arrive from the engine thread. Updates are queued and
+// `notify` is called (from either thread, no lock held) when some are ready;
+// TakeUpdates drains them. The encoder runs on the caller of AcceptAudio /
+// FinishAudio.
+//
+// Thread-safety: thread-safe as described.
+#ifndef MTLA_ENGINE_STREAMING_SPEECH_SESSION_H_
+#define MTLA_ENGINE_STREAMING_SPEECH_SESSION_H_
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/audio/fbank.h"
+#include "engine/audio/resampler.h"
+#include "engine/serving/engine.h"
+#include "engine/speech/speech_model.h"
+#include "engine/streaming/endpointer.h"
+#include "engine/tokenizer/tokenizer.h"
+
+namespace mtla {
+
+// What every session of one server shares (all immutable / thread-safe).
+struct SpeechFrontEnd {
+  std::shared_ptr<const audio::FbankComputer> fbank;
+  const SpeechModel* model = nullptr;        // Encode/Project only
+  const Tokenizer* tokenizer = nullptr;      // null: token ids only, no text
+  std::shared_ptr<Engine> engine;
+  std::string source_language;               // empty: not checked
+  std::string target_language;
+};
+
+struct SpeechSessionOptions {
+  int sample_rate_hz = 16000;
+  int beam_size = 1;
+  int max_tokens = 200;
+  bool interim_results = false;
+  double interim_interval_seconds = 1.0;
+  EndpointerOptions endpointing;
+  double max_stream_seconds = 3600;
+  size_t max_chunk_bytes = 1 << 20;
+};
+
+struct SegmentTimingInfo {
+  double encode_seconds = 0;
+  double first_token_seconds = 0;
+  double decode_seconds = 0;
+  double real_time_factor = 0;
+};
+
+// One message for the client: a text delta of a segment being decoded, an
+// interim hypothesis (greedy on the audio so far), or a segment's final result.
+struct SegmentUpdate {
+  int segment_index = 0;
+  double start_seconds = 0;
+  double end_seconds = 0;
+  std::string text;               // final/interim: whole text; delta: new text
+  std::vector<int32_t> token_ids; // final/interim: all tokens; delta: new tokens
+  bool is_final = false;
+  bool is_interim = false;
+  SegmentTimingInfo timing;
+};
+
+class SpeechSession {
+ public:
+  // InvalidArgument naming the field for a bad sample rate, beam size or
+  // max_tokens.
+  static absl::StatusOr<std::unique_ptr<SpeechSession>> Create(const SpeechFrontEnd& front_end,
+                                                               const SpeechSessionOptions& options,
+                                                               std::function<void()> notify);
+  ~SpeechSession();
+
+  // One chunk of PCM16 LE mono. InvalidArgument (odd byte count, chunk over
+  // max_chunk_bytes), OutOfRange (stream longer than max_stream_seconds), or an
+  // engine error for a segment that could not be submitted.
+  absl::Status AcceptAudio(std::string_view pcm16);
+  // The client half-closed: the last segment ends here.
+  absl::Status FinishAudio();
+  // Stops every segment still decoding (their cache is freed at the engine's
+  // next step).
+  void Cancel();
+
+  double processed_seconds() const;
+  int64_t chunks_received() const;
+  std::vector<SegmentUpdate> TakeUpdates();
+  // After FinishAudio: every segment has produced its final result (or failed).
+  bool done() const;
+  // The first failure of a segment's decoding, if any.
+  absl::Status error() const;
+
+ private:
+  struct Segment;
+  SpeechSession(const SpeechFrontEnd& front_end, const SpeechSessionOptions& options,
+                std::function<void()> notify, audio::Resampler resampler);
+  // Adds 16 kHz samples to the current segment, cutting where the endpointer says.
+  absl::Status AddSamples(const std::vector<float>& samples);
+  absl::Status CloseSegment(bool end_of_stream);
+  absl::Status MaybeInterim();
+  // Encodes features of the current segment and submits a decode request.
+  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(std::vector<float> features,
+                                                        int beam_size, double* encode_seconds);
+  void Listen(const std::shared_ptr<Segment>& segment);
+  void OnEngineOutput(const std::shared_ptr<Segment>& segment);
+  void Notify();
+
+  const SpeechFrontEnd front_end_;
+  const SpeechSessionOptions options_;
+  const std::function<void()> notify_;
+  audio::Resampler resampler_;
+  audio::FbankExtractor extractor_;
+  Endpointer endpointer_;
+
+  // Reader-side state (one caller at a time).
+  std::vector<float> features_;  // current segment's frames
+  int64_t segment_start_sample_ = 0;
+  int64_t samples_16k_ = 0;
+  int64_t input_samples_ = 0;
+  int64_t chunks_ = 0;
+  int next_segment_ = 0;
+  double last_interim_seconds_ = 0;
+  bool finished_audio_ = false;
+
+  mutable absl::Mutex mu_;
+  std::vector<std::shared_ptr<Segment>> active_ ABSL_GUARDED_BY(mu_);
+  std::deque<SegmentUpdate> updates_ ABSL_GUARDED_BY(mu_);
+  absl::Status error_ ABSL_GUARDED_BY(mu_);
+  int pending_segments_ ABSL_GUARDED_BY(mu_) = 0;
+  bool input_done_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace mtla
+
+#endif  // MTLA_ENGINE_STREAMING_SPEECH_SESSION_H_

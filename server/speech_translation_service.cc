@@ -1,0 +1,320 @@
+#include "server/speech_translation_service.h"
+
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "server/status_conversion.h"
+
+namespace mtla {
+
+absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfig& config,
+                                                      const SpeechFrontEnd& front_end,
+                                                      const SpeechSessionOptions& defaults) {
+  SpeechSessionOptions options = defaults;
+  if (config.encoding() != v1::LINEAR_PCM16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.encoding: only LINEAR_PCM16 is supported, got ",
+                     v1::AudioEncoding_Name(config.encoding())));
+  }
+  if (config.sample_rate_hz() < 8000 || config.sample_rate_hz() > 48000) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.sample_rate_hz must be in [8000, 48000], got ", config.sample_rate_hz()));
+  }
+  options.sample_rate_hz = config.sample_rate_hz();
+  if (!front_end.source_language.empty() && !config.source_language().empty() &&
+      config.source_language() != front_end.source_language) {
+    return absl::InvalidArgumentError(absl::StrCat("config.source_language: the model translates from '",
+                                                   front_end.source_language, "', got '",
+                                                   config.source_language(), "'"));
+  }
+  if (!front_end.target_language.empty() && !config.target_language().empty() &&
+      config.target_language() != front_end.target_language) {
+    return absl::InvalidArgumentError(absl::StrCat("config.target_language: the model translates into '",
+                                                   front_end.target_language, "', got '",
+                                                   config.target_language(), "'"));
+  }
+  if (config.beam_size() < 0 || config.beam_size() > 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.beam_size must be in [0, 16], got ", config.beam_size()));
+  }
+  options.beam_size = std::max(1, config.beam_size());
+  const int limit = front_end.engine->options().max_new_tokens_limit;
+  if (config.max_tokens() < 0 || config.max_tokens() > limit) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("config.max_tokens must be in [0, ", limit, "], got ", config.max_tokens()));
+  }
+  if (config.max_tokens() > 0) options.max_tokens = config.max_tokens();
+  options.interim_results = config.interim_results();
+  const v1::EndpointingConfig& ep = config.endpointing();
+  if (ep.silence_ms() < 0 || ep.max_segment_ms() < 0) {
+    return absl::InvalidArgumentError("config.endpointing: durations must not be negative");
+  }
+  if (ep.silence_ms() > 0) options.endpointing.silence_ms = ep.silence_ms();
+  if (ep.max_segment_ms() > 0) options.endpointing.max_segment_ms = ep.max_segment_ms();
+  if (ep.silence_threshold_dbfs() != 0) {
+    if (ep.silence_threshold_dbfs() > 0 || ep.silence_threshold_dbfs() < -120) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.endpointing.silence_threshold_dbfs must be in [-120, 0), got ",
+          ep.silence_threshold_dbfs()));
+    }
+    options.endpointing.silence_threshold_dbfs = ep.silence_threshold_dbfs();
+  }
+  options.endpointing.enabled = !ep.disabled();
+  return options;
+}
+
+v1::SegmentResult ToWire(const SegmentUpdate& u) {
+  v1::SegmentResult r;
+  r.set_segment_index(u.segment_index);
+  r.set_start_seconds(u.start_seconds);
+  r.set_end_seconds(u.end_seconds);
+  r.set_text(u.text);
+  for (int32_t id : u.token_ids) r.add_token_ids(id);
+  r.set_is_final(u.is_final);
+  if (u.is_final || u.is_interim) {
+    v1::SegmentTiming* t = r.mutable_timing();
+    t->set_encode_seconds(u.timing.encode_seconds);
+    t->set_first_token_seconds(u.timing.first_token_seconds);
+    t->set_decode_seconds(u.timing.decode_seconds);
+    t->set_real_time_factor(u.timing.real_time_factor);
+  }
+  return r;
+}
+
+namespace {
+
+using StreamRequest = v1::StreamingTranslateRequest;
+using StreamResponse = v1::StreamingTranslateResponse;
+
+// Reads config then audio; writes progress for every chunk and the session's
+// updates, one write in flight at a time; finishes once the client half-closed
+// and every segment has its final result, or at the first error.
+class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamRequest, StreamResponse> {
+ public:
+  StreamingTranslateReactor(std::shared_ptr<const SpeechFrontEnd> front_end,
+                            const SpeechSessionOptions& defaults)
+      : front_end_(std::move(front_end)), defaults_(defaults) {
+    if (front_end_ == nullptr) {
+      Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "no speech-translation model is loaded (loading, or a text model)"));
+      return;
+    }
+    StartRead(&request_);
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {  // the client half-closed
+      if (session_ == nullptr) {
+        Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "empty stream: the first message must carry config"));
+        return;
+      }
+      absl::Status s = session_->FinishAudio();
+      if (!s.ok()) {
+        Fail(ToGrpcStatus(s));
+        return;
+      }
+      {
+        absl::MutexLock lock(&mu_);
+        reads_done_ = true;
+      }
+      MaybeWrite();
+      return;
+    }
+    if (session_ == nullptr) {
+      if (!request_.has_config()) {
+        Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
+                          "audio: sent before config; the first message must carry config"));
+        return;
+      }
+      absl::StatusOr<SpeechSessionOptions> options =
+          ToSessionOptions(request_.config(), *front_end_, defaults_);
+      if (!options.ok()) {
+        Fail(ToGrpcStatus(options.status()));
+        return;
+      }
+      auto session = SpeechSession::Create(*front_end_, *options, [this] { MaybeWrite(); });
+      if (!session.ok()) {
+        Fail(ToGrpcStatus(session.status()));
+        return;
+      }
+      session_ = std::move(*session);
+    } else if (request_.has_config()) {
+      Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "config: sent twice"));
+      return;
+    } else {
+      absl::Status s = session_->AcceptAudio(request_.audio());
+      if (!s.ok()) {
+        Fail(ToGrpcStatus(s));
+        return;
+      }
+      StreamResponse progress;
+      progress.mutable_progress()->set_processed_seconds(session_->processed_seconds());
+      progress.mutable_progress()->set_chunks_received(session_->chunks_received());
+      {
+        absl::MutexLock lock(&mu_);
+        outbox_.push_back(std::move(progress));
+      }
+      MaybeWrite();
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) finishing_ = true;  // the client is gone; OnDone follows
+    }
+    MaybeWrite();
+  }
+
+  void OnCancel() override {
+    if (session_) session_->Cancel();
+  }
+
+  void OnDone() override {
+    session_.reset();  // detaches the session from the engine's streams
+    delete this;
+  }
+
+ private:
+  // Finishes with an error once no write is in flight; stops the session.
+  void Fail(const grpc::Status& status) {
+    if (session_) session_->Cancel();
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      final_status_ = status;
+      outbox_.clear();
+      if (writing_) return;  // OnWriteDone finishes
+      finished_ = true;
+    }
+    Finish(status);
+  }
+
+  void MaybeWrite() {
+    absl::MutexLock lock(&mu_);
+    if (writing_ || finished_) return;
+    if (finishing_) {
+      finished_ = true;
+      Finish(final_status_);
+      return;
+    }
+    if (session_) {
+      for (SegmentUpdate& update : session_->TakeUpdates()) {
+        StreamResponse response;
+        *response.mutable_result() = ToWire(update);
+        outbox_.push_back(std::move(response));
+      }
+    }
+    if (outbox_.empty()) {
+      if (reads_done_ && session_ && session_->done()) {
+        finished_ = true;
+        absl::Status error = session_->error();
+        Finish(ToGrpcStatus(error));
+      }
+      return;
+    }
+    response_ = std::move(outbox_.front());
+    outbox_.pop_front();
+    writing_ = true;
+    StartWrite(&response_);
+  }
+
+  std::shared_ptr<const SpeechFrontEnd> front_end_;
+  SpeechSessionOptions defaults_;
+  StreamRequest request_;
+  std::unique_ptr<SpeechSession> session_;  // reader side only; released in OnDone
+  absl::Mutex mu_;
+  std::deque<StreamResponse> outbox_ ABSL_GUARDED_BY(mu_);
+  StreamResponse response_ ABSL_GUARDED_BY(mu_);
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+};
+
+// Runs a session over the whole request; finishes when every segment is final.
+class TranslateRun {
+ public:
+  TranslateRun(grpc::ServerUnaryReactor* reactor, v1::TranslateResponse* response)
+      : reactor_(reactor), response_(response) {}
+
+  void Start(std::shared_ptr<const SpeechFrontEnd> front_end, const v1::TranslateRequest& request,
+             const SpeechSessionOptions& defaults, std::shared_ptr<TranslateRun> self) {
+    self_ = self;
+    front_end_ = std::move(front_end);
+    absl::StatusOr<SpeechSessionOptions> options =
+        ToSessionOptions(request.config(), *front_end_, defaults);
+    if (!options.ok()) return Done(ToGrpcStatus(options.status()));
+    auto session = SpeechSession::Create(*front_end_, *options, [this] { Poll(); });
+    if (!session.ok()) return Done(ToGrpcStatus(session.status()));
+    {
+      absl::MutexLock lock(&mu_);
+      session_ = std::move(*session);
+    }
+    absl::Status s = session_->AcceptAudio(request.audio());
+    if (s.ok()) s = session_->FinishAudio();
+    if (!s.ok()) return Done(ToGrpcStatus(s));
+    Poll();
+  }
+
+ private:
+  void Poll() {
+    absl::MutexLock lock(&mu_);
+    if (session_ == nullptr || finished_) return;
+    for (const SegmentUpdate& u : session_->TakeUpdates()) {
+      if (u.is_final) *response_->add_results() = ToWire(u);
+    }
+    if (!session_->done()) return;
+    finished_ = true;
+    reactor_->Finish(ToGrpcStatus(session_->error()));
+    // The session is released off this callback (it may be the engine thread
+    // inside the session's listener).
+  }
+
+  void Done(const grpc::Status& status) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      finished_ = true;
+    }
+    if (session_) session_->Cancel();
+    reactor_->Finish(status);
+  }
+
+  grpc::ServerUnaryReactor* reactor_;
+  v1::TranslateResponse* response_;
+  std::shared_ptr<const SpeechFrontEnd> front_end_;
+  std::shared_ptr<TranslateRun> self_;  // kept alive by the RPC context (see Translate)
+  absl::Mutex mu_;
+  std::unique_ptr<SpeechSession> session_;
+  bool finished_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+}  // namespace
+
+grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
+SpeechTranslationService::StreamingTranslate(grpc::CallbackServerContext* context) {
+  return new StreamingTranslateReactor(front_end_->Get(), defaults_);
+}
+
+grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServerContext* context,
+                                                              const v1::TranslateRequest* request,
+                                                              v1::TranslateResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  std::shared_ptr<const SpeechFrontEnd> front_end = front_end_->Get();
+  if (front_end == nullptr) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 "no speech-translation model is loaded (loading, or a text model)"));
+    return reactor;
+  }
+  auto run = std::make_shared<TranslateRun>(reactor, response);
+  run->Start(front_end, *request, defaults_, run);
+  return reactor;
+}
+
+}  // namespace mtla

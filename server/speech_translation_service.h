@@ -1,0 +1,63 @@
+// mtla.v1.SpeechTranslation on the gRPC callback API: StreamingTranslate is a
+// bidirectional reactor around a SpeechSession; Translate runs one session
+// over a whole request.
+#ifndef MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
+#define MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
+
+#include <memory>
+
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "engine/streaming/speech_session.h"
+#include "mtla/v1/speech_translation.grpc.pb.h"
+
+namespace mtla {
+
+// The speech front end, set once the model is loaded (empty while loading or
+// for a text-only model).
+class SpeechFrontEndHolder {
+ public:
+  void Set(std::shared_ptr<const SpeechFrontEnd> front_end) {
+    absl::MutexLock lock(&mu_);
+    front_end_ = std::move(front_end);
+  }
+  std::shared_ptr<const SpeechFrontEnd> Get() const {
+    absl::MutexLock lock(&mu_);
+    return front_end_;
+  }
+
+ private:
+  mutable absl::Mutex mu_;
+  std::shared_ptr<const SpeechFrontEnd> front_end_ ABSL_GUARDED_BY(mu_);
+};
+
+class SpeechTranslationService final : public v1::SpeechTranslation::CallbackService {
+ public:
+  SpeechTranslationService(std::shared_ptr<SpeechFrontEndHolder> front_end,
+                           SpeechSessionOptions defaults)
+      : front_end_(std::move(front_end)), defaults_(defaults) {}
+
+  grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
+  StreamingTranslate(grpc::CallbackServerContext* context) override;
+
+  grpc::ServerUnaryReactor* Translate(grpc::CallbackServerContext* context,
+                                      const v1::TranslateRequest* request,
+                                      v1::TranslateResponse* response) override;
+
+ private:
+  std::shared_ptr<SpeechFrontEndHolder> front_end_;
+  SpeechSessionOptions defaults_;
+};
+
+// Validates a TranslationConfig against the model and the server's defaults;
+// InvalidArgument names the field ("config.sample_rate_hz", ...).
+absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfig& config,
+                                                      const SpeechFrontEnd& front_end,
+                                                      const SpeechSessionOptions& defaults);
+
+// Wire form of a session update.
+v1::SegmentResult ToWire(const SegmentUpdate& update);
+
+}  // namespace mtla
+
+#endif  // MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
