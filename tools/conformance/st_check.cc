@@ -3,7 +3,10 @@
 #include <cstdio>
 #include <cstdlib>
 
+#include "engine/audio/cmvn.h"
+#include "engine/audio/fbank.h"
 #include "engine/generation/beam_search.h"
+#include "tools/conformance/fbank_check.h"
 
 #include <filesystem>
 #include <map>
@@ -237,12 +240,30 @@ absl::Status CheckFairseqStDir(const std::string& dir, CheckReport* report) {
   ASSIGN_OR_RETURN(std::vector<float> want_score, expected->ReadFloat("greedy.score", {}));
   ASSIGN_OR_RETURN(GreedyDecodeOptions options, GeneratorOptions(*expected, config));
 
-  // Encoder.
+  // The audio front-end from input.pcm16 (fbank, CMVN), then the encoder on our
+  // own features as well as on the reference's.
+  RETURN_IF_ERROR(CheckFbankFile(dir + "/expected.safetensors", report));
+  ASSIGN_OR_RETURN(std::vector<float> pcm, expected->ReadFloat("input.pcm16"));
+  ASSIGN_OR_RETURN(std::vector<float> own_features, audio::ComputeFbank(pcm));
+  if (config.utterance_cmvn) {
+    RETURN_IF_ERROR(audio::ApplyUtteranceCmvn(own_features, config.encoder.input_dim));
+  }
+  const int64_t own_frames = static_cast<int64_t>(own_features.size()) / config.encoder.input_dim;
+  ASSIGN_OR_RETURN(std::vector<float> own_encoder_out,
+                   model.Encode(own_features.data(), own_frames));
+  report->Compare(subject, "encoder_out (from input.pcm16)", own_encoder_out, want_encoder_out,
+                  kTolerance);
   ASSIGN_OR_RETURN(std::vector<float> encoder_out, model.Encode(features.data(), frames));
   report->Compare(subject, "encoder_out", encoder_out, want_encoder_out, kTolerance);
 
-  // Greedy (SequenceGenerator, beam 1) from the engine's own encoder output.
-  ASSIGN_OR_RETURN(std::vector<float> prefix, model.Project(encoder_out.data(), enc_frames));
+  // Greedy (SequenceGenerator, beam 1) and beam search on the whole pipeline:
+  // input.pcm16 -> our fbank and CMVN -> encoder -> projector -> decoder.
+  if (own_frames != frames) {
+    return absl::InvalidArgumentError(absl::StrCat(expected->path(), ": ", own_frames,
+                                                   " fbank frames from input.pcm16, ", frames,
+                                                   " in input.fbank_cmvn"));
+  }
+  ASSIGN_OR_RETURN(std::vector<float> prefix, model.Project(own_encoder_out.data(), enc_frames));
   const int64_t rows = model.PrefixRows(enc_frames);
   ModelRunner runner(std::move(model.decoder));
   RETURN_IF_ERROR(runner.cache().AddSequence(0));
