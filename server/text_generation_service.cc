@@ -127,6 +127,14 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   if (wire.sampling().has_seed()) p.seed = wire.sampling().seed();
   p.stop_token_ids.assign(wire.stop_token_ids().begin(), wire.stop_token_ids().end());
   p.ignore_eos = wire.ignore_eos();
+  if (wire.beam_size() < 0 || wire.beam_size() > 16) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("beam_size must be in [0, 16], got ", wire.beam_size()));
+  }
+  if (wire.beam_size() > 0) {
+    request.use_beam_search = true;
+    request.beam_size = wire.beam_size();
+  }
   return request;
 }
 

@@ -2,7 +2,7 @@
 //
 //   mtla-client [--address HOST:PORT] [--json] [--timeout SECONDS] generate
 //       --prompt-ids "1 17 42" [--max-new-tokens N] [--temperature T] [--top-k K]
-//       [--top-p P] [--seed S] [--stop-ids "2 5"] [--ignore-eos]
+//       [--top-p P] [--seed S] [--stop-ids "2 5"] [--ignore-eos] [--beam N]
 //   mtla-client [--address ...] [--json] info
 //   mtla-client [--address ...] [--json] health [--service NAME]
 //   mtla-client [--address ...] [--json] translate FILE.wav [--chunk-ms 100]
@@ -68,7 +68,7 @@ int main(int argc, char** argv) {
   std::string address = "127.0.0.1:50051", command, prompt_ids, stop_ids, service;
   bool json = false, ignore_eos = false;
   double timeout = 0, temperature = 0, top_p = 0;
-  int max_new_tokens = 16, top_k = 0, chunk_ms = 100, beam = 1, max_tokens = 0;
+  int max_new_tokens = 16, top_k = 0, chunk_ms = 100, beam = 0, max_tokens = 0;
   bool realtime = false, interim = false;
   std::string wav_path;
   int64_t seed = -1;
@@ -192,6 +192,7 @@ int main(int argc, char** argv) {
   request.mutable_sampling()->set_top_p(static_cast<float>(top_p));
   if (seed >= 0) request.mutable_sampling()->set_seed(static_cast<uint64_t>(seed));
   request.set_ignore_eos(ignore_eos);
+  request.set_beam_size(beam);
 
   auto stub = mtla::v1::TextGeneration::NewStub(channel);
   grpc::ClientContext context;
