@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/model/cache_options.h"
 #include "engine/model/decoder_spec.h"
 #include "engine/model/model_backend.h"
 #include "engine/model/mtla_attention.h"
@@ -30,6 +31,12 @@ class CpuModelBackend : public ModelBackend {
   static absl::StatusOr<std::unique_ptr<CpuModelBackend>> Create(const DecoderSpec& spec,
                                                                  const SafetensorsFile& file,
                                                                  int num_blocks, int block_slots);
+
+  // The same, with the block count from `options` (num_blocks, else as many
+  // blocks as memory_bytes holds) and its context limit override.
+  static absl::StatusOr<std::unique_ptr<CpuModelBackend>> Create(DecoderSpec spec,
+                                                                 const SafetensorsFile& file,
+                                                                 const CacheOptions& options);
 
   std::string_view name() const override { return "cpu"; }
   const DecoderSpec& spec() const override { return spec_; }

@@ -9,16 +9,10 @@
 
 #include "absl/status/statusor.h"
 #include "engine/config/model_config.h"
+#include "engine/model/cache_options.h"
 #include "engine/model/model_backend.h"
 
 namespace mtla {
-
-struct CacheOptions {
-  int block_slots = 16;                  // slots per block
-  size_t memory_bytes = 256u << 20;      // cache budget; sets the number of blocks
-  int num_blocks = 0;                    // > 0: exactly this many blocks (overrides memory_bytes)
-  int max_context_tokens = 0;            // 0: the model's max_position_embeddings
-};
 
 struct LoadedModel {
   LlamaMtlaConfig config;

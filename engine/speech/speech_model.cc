@@ -54,29 +54,8 @@ absl::StatusOr<SpeechModel> LoadSpeechModelCpu(const std::string& dir,
   }
   ASSIGN_OR_RETURN(model.projector, SpeechProjector::Load(model.config, *file));
 
-  DecoderSpec spec = SpeechDecoderSpec(model.config);
-  if (options.max_context_tokens > 0) spec.max_context_tokens = options.max_context_tokens;
-  KvCacheGeometry geometry;
-  geometry.num_layers = spec.num_layers;
-  geometry.kv_lora_rank = spec.attention.kv_lora_rank;
-  geometry.rope_dim = spec.attention.qk_rope_head_dim;
-  geometry.down_rate = spec.attention.down_rate;
-  geometry.block_slots = options.block_slots;
-  if (options.block_slots <= 0) {
-    return absl::InvalidArgumentError(
-        absl::StrCat("cache block_slots must be > 0 (got ", options.block_slots, ")"));
-  }
-  const size_t block_bytes = geometry.BlockElements() * sizeof(float);
-  const int num_blocks = options.num_blocks > 0
-                             ? options.num_blocks
-                             : static_cast<int>(options.memory_bytes / block_bytes);
-  if (num_blocks < 1) {
-    return absl::InvalidArgumentError(absl::StrCat("cache budget of ", options.memory_bytes,
-                                                   " bytes holds no block of ", block_bytes,
-                                                   " bytes"));
-  }
   ASSIGN_OR_RETURN(model.decoder,
-                   CpuModelBackend::Create(spec, *file, num_blocks, options.block_slots));
+                   CpuModelBackend::Create(SpeechDecoderSpec(model.config), *file, options));
   return model;
 }
 

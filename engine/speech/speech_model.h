@@ -16,7 +16,7 @@
 
 #include "absl/status/statusor.h"
 #include "engine/model/decoder_spec.h"
-#include "engine/model/llama_mtla.h"  // CacheOptions
+#include "engine/model/cache_options.h"
 #include "engine/model/model_backend.h"
 #include "engine/speech/speech_config.h"
 #include "engine/speech/speech_encoder.h"
