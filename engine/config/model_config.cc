@@ -15,6 +15,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/string_view.h"
 #include "engine/common/status_macros.h"
+#include "engine/config/json_fields.h"
 #include "nlohmann/json.hpp"
 
 namespace mtla {
@@ -22,104 +23,12 @@ namespace {
 
 using Json = nlohmann::json;
 
-absl::Status FieldError(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("field '", field, "' ", what));
-}
-
-absl::Status RequirePositive(absl::string_view field, int value) {
-  if (value > 0) return absl::OkStatus();
-  return FieldError(field, absl::StrCat("must be > 0 (got ", value, ")"));
-}
-
-absl::Status RequirePositive(absl::string_view field, float value) {
-  if (std::isfinite(value) && value > 0.0f) return absl::OkStatus();
-  return FieldError(field, absl::StrCat("must be a finite value > 0 (got ", value, ")"));
-}
-
-// Typed accessors over one JSON object. A field that is absent (or null, where
-// `null_is_default`) yields `fallback`; a required field has no fallback.
-class Fields {
- public:
-  explicit Fields(const Json& object) : object_(object) {}
-
-  // nullptr when the field is absent or (with null_is_absent) null.
-  const Json* Find(absl::string_view name, bool null_is_absent) const {
-    auto it = object_.find(std::string(name));
-    if (it == object_.end() || (null_is_absent && it->is_null())) return nullptr;
-    return &*it;
-  }
-
-  absl::StatusOr<int> Int(absl::string_view name, std::optional<int> fallback = std::nullopt,
-                          bool null_is_default = false) const {
-    const Json* value = Find(name, null_is_default);
-    if (value == nullptr) {
-      if (fallback.has_value()) return *fallback;
-      return FieldError(name, "is required");
-    }
-    return ToInt(name, *value);
-  }
-
-  absl::StatusOr<float> Float(absl::string_view name,
-                              std::optional<float> fallback = std::nullopt) const {
-    const Json* value = Find(name, /*null_is_absent=*/false);
-    if (value == nullptr) {
-      if (fallback.has_value()) return *fallback;
-      return FieldError(name, "is required");
-    }
-    if (!value->is_number()) return FieldError(name, "must be a number");
-    return static_cast<float>(value->get<double>());
-  }
-
-  absl::StatusOr<bool> Bool(absl::string_view name, bool fallback) const {
-    const Json* value = Find(name, /*null_is_absent=*/false);
-    if (value == nullptr) return fallback;
-    if (!value->is_boolean()) return FieldError(name, "must be a boolean");
-    return value->get<bool>();
-  }
-
-  absl::StatusOr<std::string> String(absl::string_view name) const {
-    const Json* value = Find(name, /*null_is_absent=*/false);
-    if (value == nullptr) return FieldError(name, "is required");
-    if (!value->is_string()) return FieldError(name, "must be a string");
-    return value->get<std::string>();
-  }
-
-  // A token id: an integer, null (-> fallback) or a non-empty list of
-  // integers (-> its first element; transformers allows several EOS ids).
-  absl::StatusOr<int> TokenId(absl::string_view name, int fallback) const {
-    const Json* value = Find(name, /*null_is_absent=*/true);
-    if (value == nullptr) return fallback;
-    if (value->is_array()) {
-      if (value->empty()) return FieldError(name, "must not be an empty list");
-      return ToInt(name, value->front());
-    }
-    return ToInt(name, *value);
-  }
-
- private:
-  static absl::StatusOr<int> ToInt(absl::string_view name, const Json& value) {
-    if (!value.is_number_integer()) return FieldError(name, "must be an integer");
-    if (value.is_number_unsigned()) {
-      if (value.get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int>::max())) {
-        return FieldError(name, "is out of range");
-      }
-      return static_cast<int>(value.get<uint64_t>());
-    }
-    const int64_t v = value.get<int64_t>();
-    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
-      return FieldError(name, "is out of range");
-    }
-    return static_cast<int>(v);
-  }
-
-  const Json& object_;
-};
 
 // Fills a LlamaMtlaConfig from a parsed config.json object. Errors name the
 // field but not the file (the caller prefixes it).
 absl::StatusOr<LlamaMtlaConfig> FromJson(const Json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("top level is not a JSON object");
-  Fields f(json);
+  JsonFields f(json, JsonFields::Null::kInvalid);
   ASSIGN_OR_RETURN(std::string model_type, f.String("model_type"));
   if (model_type != "llama-mtla") {
     return FieldError("model_type", absl::StrCat("must be \"llama-mtla\" (got \"", model_type, "\")"));

@@ -16,6 +16,7 @@
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "engine/common/status_macros.h"
+#include "engine/config/json_fields.h"
 #include "nlohmann/json.hpp"
 
 namespace mtla {
@@ -23,118 +24,15 @@ namespace {
 
 using Json = nlohmann::json;
 
-absl::Status FieldError(absl::string_view field, absl::string_view what) {
-  return absl::InvalidArgumentError(absl::StrCat("field '", field, "' ", what));
-}
 
-absl::Status RequirePositive(absl::string_view field, int value) {
-  if (value > 0) return absl::OkStatus();
-  return FieldError(field, absl::StrCat("must be > 0 (got ", value, ")"));
-}
-
-absl::Status RequirePositive(absl::string_view field, float value) {
-  if (std::isfinite(value) && value > 0.0f) return absl::OkStatus();
-  return FieldError(field, absl::StrCat("must be a finite value > 0 (got ", value, ")"));
-}
-
-// Typed accessors over one JSON object; an absent (or null) field yields the
-// fallback, a required field has none.
-class Fields {
- public:
-  explicit Fields(const Json& object) : object_(object) {}
-
-  const Json* Find(absl::string_view name) const {
-    auto it = object_.find(std::string(name));
-    if (it == object_.end() || it->is_null()) return nullptr;
-    return &*it;
-  }
-
-  absl::StatusOr<int> Int(absl::string_view name, std::optional<int> fallback = std::nullopt) const {
-    const Json* value = Find(name);
-    if (value == nullptr) {
-      if (fallback.has_value()) return *fallback;
-      return FieldError(name, "is required");
-    }
-    if (!value->is_number_integer()) return FieldError(name, "must be an integer");
-    const int64_t v = value->is_number_unsigned()
-                          ? static_cast<int64_t>(std::min<uint64_t>(
-                                value->get<uint64_t>(), std::numeric_limits<int64_t>::max()))
-                          : value->get<int64_t>();
-    if (v < std::numeric_limits<int>::min() || v > std::numeric_limits<int>::max()) {
-      return FieldError(name, "is out of range");
-    }
-    return static_cast<int>(v);
-  }
-
-  absl::StatusOr<float> Float(absl::string_view name,
-                              std::optional<float> fallback = std::nullopt) const {
-    const Json* value = Find(name);
-    if (value == nullptr) {
-      if (fallback.has_value()) return *fallback;
-      return FieldError(name, "is required");
-    }
-    if (!value->is_number()) return FieldError(name, "must be a number");
-    return static_cast<float>(value->get<double>());
-  }
-
-  absl::StatusOr<bool> Bool(absl::string_view name, bool fallback) const {
-    const Json* value = Find(name);
-    if (value == nullptr) return fallback;
-    if (!value->is_boolean()) return FieldError(name, "must be a boolean");
-    return value->get<bool>();
-  }
-
-  absl::StatusOr<std::string> String(absl::string_view name,
-                                     std::optional<std::string> fallback = std::nullopt) const {
-    const Json* value = Find(name);
-    if (value == nullptr) {
-      if (fallback.has_value()) return *fallback;
-      return FieldError(name, "is required");
-    }
-    if (!value->is_string()) return FieldError(name, "must be a string");
-    return value->get<std::string>();
-  }
-
-  // fairseq writes kernel sizes as "5,5"; a JSON list of integers is accepted too.
-  absl::StatusOr<std::vector<int>> IntList(absl::string_view name,
-                                           const std::string& fallback) const {
-    const Json* value = Find(name);
-    std::vector<int> out;
-    if (value != nullptr && value->is_array()) {
-      for (const Json& item : *value) {
-        if (!item.is_number_integer()) return FieldError(name, "must hold integers");
-        out.push_back(item.get<int>());
-      }
-    } else {
-      std::string text = fallback;
-      if (value != nullptr) {
-        if (!value->is_string()) return FieldError(name, "must be a string like \"5,5\"");
-        text = value->get<std::string>();
-      }
-      for (absl::string_view part : absl::StrSplit(text, ',')) {
-        int k = 0;
-        if (!absl::SimpleAtoi(part, &k)) {
-          return FieldError(name, absl::StrCat("holds a non-integer entry \"", part, "\""));
-        }
-        out.push_back(k);
-      }
-    }
-    if (out.empty()) return FieldError(name, "must not be empty");
-    return out;
-  }
-
- private:
-  const Json& object_;
-};
-
-absl::Status RequireValue(const Fields& f, absl::string_view name, bool expected,
+absl::Status RequireValue(const JsonFields& f, absl::string_view name, bool expected,
                           absl::string_view why) {
   ASSIGN_OR_RETURN(bool value, f.Bool(name, expected));
   if (value != expected) return FieldError(name, absl::StrCat("must be ", expected, ": ", why));
   return absl::OkStatus();
 }
 
-absl::Status ReadTokenIds(const Fields& f, const char* bos, const char* pad, const char* eos,
+absl::Status ReadTokenIds(const JsonFields& f, const char* bos, const char* pad, const char* eos,
                           const char* unk, SpeechModelConfig* c) {
   ASSIGN_OR_RETURN(c->bos_id, f.Int(bos, 0));
   ASSIGN_OR_RETURN(c->pad_id, f.Int(pad, 1));
@@ -147,7 +45,7 @@ absl::Status ReadTokenIds(const Fields& f, const char* bos, const char* pad, con
 // by base_architecture() in fairseq/models/speech_to_text/s2t_transformer.py.
 absl::StatusOr<SpeechModelConfig> FairseqFromJson(const Json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("top level is not a JSON object");
-  Fields f(json);
+  JsonFields f(json, JsonFields::Null::kAbsent);
   ASSIGN_OR_RETURN(std::string arch, f.String("arch"));
   if (arch != "s2t_decoder_only_MTLA_cross_xm") {
     return FieldError("arch", absl::StrCat("must be \"s2t_decoder_only_MTLA_cross_xm\" (got \"",
@@ -229,7 +127,7 @@ absl::StatusOr<SpeechModelConfig> FairseqFromJson(const Json& json) {
 
 absl::StatusOr<SpeechModelConfig> StDecoderFromJson(const Json& json) {
   if (!json.is_object()) return absl::InvalidArgumentError("top level is not a JSON object");
-  Fields f(json);
+  JsonFields f(json, JsonFields::Null::kAbsent);
   ASSIGN_OR_RETURN(std::string rope_style, f.String("rope_style", "interleaved"));
   if (rope_style != "interleaved") {
     return FieldError("rope_style", "must be \"interleaved\" (the paper's fairseq decoder)");
