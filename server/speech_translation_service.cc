@@ -1,5 +1,6 @@
 #include "server/speech_translation_service.h"
 
+#include <atomic>
 #include <deque>
 
 #include "absl/strings/str_cat.h"
@@ -91,9 +92,10 @@ using StreamResponse = v1::StreamingTranslateResponse;
 // and every segment has its final result, or at the first error.
 class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamRequest, StreamResponse> {
  public:
-  StreamingTranslateReactor(std::shared_ptr<const SpeechFrontEnd> front_end,
+  StreamingTranslateReactor(grpc::CallbackServerContext* context,
+                            std::shared_ptr<const SpeechFrontEnd> front_end,
                             const SpeechSessionOptions& defaults)
-      : front_end_(std::move(front_end)), defaults_(defaults) {
+      : context_(context), front_end_(std::move(front_end)), defaults_(defaults) {
     if (front_end_ == nullptr) {
       Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "no speech-translation model is loaded (loading, or a text model)"));
@@ -103,7 +105,13 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnReadDone(bool ok) override {
-    if (!ok) {  // the client half-closed
+    if (!ok) {  // the client half-closed, or the call was cancelled
+      // A cancelled call is not a half-close: its pending audio must not be
+      // encoded and decoded as a last segment.
+      if (cancelled_.load() || context_->IsCancelled()) {
+        Fail(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
+        return;
+      }
       if (session_ == nullptr) {
         Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "empty stream: the first message must carry config"));
@@ -112,6 +120,10 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
       absl::Status s = session_->FinishAudio();
       if (!s.ok()) {
         Fail(ToGrpcStatus(s));
+        return;
+      }
+      if (cancelled_.load()) {  // OnCancel ran during FinishAudio: stop its last segment
+        Fail(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
         return;
       }
       {
@@ -170,6 +182,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnCancel() override {
+    cancelled_.store(true);
     if (session_) session_->Cancel();
   }
 
@@ -223,6 +236,8 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
     StartWrite(&response_);
   }
 
+  grpc::CallbackServerContext* const context_;
+  std::atomic<bool> cancelled_{false};
   std::shared_ptr<const SpeechFrontEnd> front_end_;
   SpeechSessionOptions defaults_;
   StreamRequest request_;
@@ -238,42 +253,65 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
 };
 
 // Runs a session over the whole request; finishes when every segment is final.
-class TranslateRun {
+// Owns itself: OnDone, which follows Finish, releases the session and deletes
+// the reactor, so Finish is the last thing any thread does with `this`.
+class TranslateReactor final : public grpc::ServerUnaryReactor {
  public:
-  TranslateRun(grpc::ServerUnaryReactor* reactor, v1::TranslateResponse* response)
-      : reactor_(reactor), response_(response) {}
+  explicit TranslateReactor(v1::TranslateResponse* response) : response_(response) {}
 
   void Start(std::shared_ptr<const SpeechFrontEnd> front_end, const v1::TranslateRequest& request,
-             const SpeechSessionOptions& defaults, std::shared_ptr<TranslateRun> self) {
-    self_ = self;
+             const SpeechSessionOptions& defaults) {
     front_end_ = std::move(front_end);
     absl::StatusOr<SpeechSessionOptions> options =
         ToSessionOptions(request.config(), *front_end_, defaults);
     if (!options.ok()) return Done(ToGrpcStatus(options.status()));
     auto session = SpeechSession::Create(*front_end_, *options, [this] { Poll(); });
     if (!session.ok()) return Done(ToGrpcStatus(session.status()));
+    SpeechSession* started = session->get();
     {
       absl::MutexLock lock(&mu_);
       session_ = std::move(*session);
     }
-    absl::Status s = session_->AcceptAudio(request.audio());
-    if (s.ok()) s = session_->FinishAudio();
+    // Nothing finishes the call while starting_, so the session stays.
+    absl::Status s = started->AcceptAudio(request.audio());
+    if (s.ok()) s = started->FinishAudio();
     if (!s.ok()) return Done(ToGrpcStatus(s));
+    {
+      absl::MutexLock lock(&mu_);
+      starting_ = false;
+    }
     Poll();
+  }
+
+  void OnCancel() override {
+    absl::MutexLock lock(&mu_);
+    if (session_) session_->Cancel();
+  }
+
+  void OnDone() override {
+    std::unique_ptr<SpeechSession> session;
+    {
+      absl::MutexLock lock(&mu_);
+      session = std::move(session_);
+    }
+    session.reset();  // waits for engine callbacks still running into the session
+    delete this;
   }
 
  private:
   void Poll() {
-    absl::MutexLock lock(&mu_);
-    if (session_ == nullptr || finished_) return;
-    for (const SegmentUpdate& u : session_->TakeUpdates()) {
-      if (u.is_final) *response_->add_results() = ToWire(u);
+    grpc::Status status;
+    {
+      absl::MutexLock lock(&mu_);
+      if (session_ == nullptr || starting_ || finished_) return;
+      for (const SegmentUpdate& u : session_->TakeUpdates()) {
+        if (u.is_final) *response_->add_results() = ToWire(u);
+      }
+      if (!session_->done()) return;
+      finished_ = true;
+      status = ToGrpcStatus(session_->error());
     }
-    if (!session_->done()) return;
-    finished_ = true;
-    reactor_->Finish(ToGrpcStatus(session_->error()));
-    // The session is released off this callback (it may be the engine thread
-    // inside the session's listener).
+    Finish(status);  // OnDone may follow at once: nothing touches `this` after
   }
 
   void Done(const grpc::Status& status) {
@@ -281,17 +319,16 @@ class TranslateRun {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
+      if (session_) session_->Cancel();
     }
-    if (session_) session_->Cancel();
-    reactor_->Finish(status);
+    Finish(status);
   }
 
-  grpc::ServerUnaryReactor* reactor_;
-  v1::TranslateResponse* response_;
+  v1::TranslateResponse* const response_;
   std::shared_ptr<const SpeechFrontEnd> front_end_;
-  std::shared_ptr<TranslateRun> self_;  // kept alive by the RPC context (see Translate)
   absl::Mutex mu_;
-  std::unique_ptr<SpeechSession> session_;
+  std::unique_ptr<SpeechSession> session_ ABSL_GUARDED_BY(mu_);
+  bool starting_ ABSL_GUARDED_BY(mu_) = true;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
 };
 
@@ -299,22 +336,22 @@ class TranslateRun {
 
 grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
 SpeechTranslationService::StreamingTranslate(grpc::CallbackServerContext* context) {
-  return new StreamingTranslateReactor(front_end_->Get(), defaults_);
+  return new StreamingTranslateReactor(context, front_end_->Get(), defaults_);
 }
 
 grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServerContext* context,
                                                               const v1::TranslateRequest* request,
                                                               v1::TranslateResponse* response) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::shared_ptr<const SpeechFrontEnd> front_end = front_end_->Get();
   if (front_end == nullptr) {
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                  "no speech-translation model is loaded (loading, or a text model)"));
     return reactor;
   }
-  auto run = std::make_shared<TranslateRun>(reactor, response);
-  run->Start(front_end, *request, defaults_, run);
-  return reactor;
+  auto* translate = new TranslateReactor(response);
+  translate->Start(std::move(front_end), *request, defaults_);
+  return translate;
 }
 
 }  // namespace mtla

@@ -177,10 +177,11 @@ void Engine::Fail(int64_t id, const absl::Status& status) {
     it->second->beam->Release(&runner_->cache());
     std::erase(beam_requests_, id);
   }
-  it->second->stream->Fail(status);
+  std::shared_ptr<RequestStream> stream = it->second->stream;
   requests_.erase(it);
   in_flight_.fetch_sub(1);
   CountRejected(status);
+  stream->Fail(status);  // last, as in Finish()
 }
 
 void Engine::DropCancelled() {
@@ -198,15 +199,19 @@ void Engine::Finish(Request& r, FinishReason reason) {
   timing.total_seconds = Seconds(r.last_token - r.arrival);
   timing.num_preemptions = r.preemptions;
   const int generated = static_cast<int>(r.tokens.size()) - r.prompt_len;
-  r.stream->Finish(reason, r.prompt_len, generated, timing);
+  const int prompt_len = r.prompt_len;
+  std::shared_ptr<RequestStream> stream = r.stream;
   if (metrics_) {
     metrics_->ObserveEndToEndLatency(timing.total_seconds);
     metrics_->CountRequest("ok");
   }
+  // Release the request before its consumer can see the end, so that a client
+  // that sends its next request at once finds the room (in_flight_, blocks).
   const int64_t id = r.id;
   scheduler_.Remove(id);
-  requests_.erase(id);
+  requests_.erase(id);  // `r` is gone
   in_flight_.fetch_sub(1);
+  stream->Finish(reason, prompt_len, generated, timing);
 }
 
 void Engine::PublishGauges() {
