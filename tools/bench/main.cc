@@ -1,0 +1,269 @@
+// mtla-bench: load generator for mtla-server (gRPC).
+//
+//   mtla-bench --address 127.0.0.1:50051 --num_requests 200 --concurrency 8
+//       --prompt_len 128 --output_len 64 --json result.json
+//   mtla-bench --request_rate 4 --arrival gamma --burstiness 0.5
+//       --duration_seconds 60 --dataset prompts.jsonl --slo_ttft_ms 500
+//
+// Closed loop (default): --concurrency requests in flight at all times.
+// Open loop (--request_rate R > 0): arrivals at R requests/s with Poisson,
+// gamma (--burstiness) or constant gaps, optionally capped in flight by
+// --max_concurrency. The run is bounded by --num_requests and/or
+// --duration_seconds, and every request by --request_timeout_seconds, so it
+// always stops by itself. Only --address is ever contacted.
+//
+// Prints a progress line to stderr, the report table to stdout, and the same
+// report as JSON to --json FILE. Exit code: 0 when at least one request
+// succeeded, 1 when none did or the server could not be reached, 2 on bad
+// flags. See docs/load-testing.md.
+#include <cmath>
+#include <cstdio>
+#include <fstream>
+#include <thread>
+
+#include "absl/flags/flag.h"
+#include "absl/flags/parse.h"
+#include "absl/flags/usage.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "grpc/health/v1/health.grpc.pb.h"
+#include "grpcpp/grpcpp.h"
+#include "mtla/v1/models.grpc.pb.h"
+#include "tools/bench/report.h"
+#include "tools/bench/runner.h"
+#include "tools/bench/text_scenario.h"
+#include "tools/bench/workload.h"
+
+ABSL_FLAG(std::string, address, "127.0.0.1:50051",
+          "Server address (gRPC target: host:port, dns:///name:port, ...)");
+ABSL_FLAG(std::string, scenario, "text", "Benchmark scenario: text (text generation)");
+ABSL_FLAG(int, num_channels, 1,
+          "gRPC channels (TCP connections) to spread requests over, round robin");
+ABSL_FLAG(std::string, lb_policy, "",
+          "gRPC load-balancing policy, e.g. round_robin for a headless Service (empty: default)");
+// Bounds and arrivals.
+ABSL_FLAG(int64_t, num_requests, 100, "Requests to send (0: no count bound)");
+ABSL_FLAG(double, duration_seconds, 0, "Stop starting requests after this long (0: no bound)");
+ABSL_FLAG(int, concurrency, 1, "Closed loop: requests kept in flight");
+ABSL_FLAG(double, request_rate, 0, "Open loop: arrivals per second (0: closed loop)");
+ABSL_FLAG(std::string, arrival, "poisson", "Open loop inter-arrival times: poisson | gamma | constant");
+ABSL_FLAG(double, burstiness, 1.0,
+          "Gamma shape for --arrival=gamma: < 1 burstier, 1 = Poisson, > 1 smoother");
+ABSL_FLAG(int, max_concurrency, 0, "Open loop: cap on requests in flight (0: none)");
+ABSL_FLAG(double, drain_timeout_seconds, 60,
+          "After the last start, how long in-flight requests may finish before being cancelled");
+ABSL_FLAG(int, warmup_requests, 0, "Requests sent before the measured run (not reported)");
+// Workload.
+ABSL_FLAG(int, prompt_len, 128, "Prompt length in tokens (random ids from the model's vocabulary)");
+ABSL_FLAG(int, output_len, 128, "Tokens to generate per request (max_new_tokens)");
+ABSL_FLAG(double, range_ratio, 0,
+          "Draw lengths uniformly from [len*(1-r), len*(1+r)] per request; 0: fixed");
+ABSL_FLAG(std::string, dataset, "", "JSONL file of requests (see docs/load-testing.md)");
+ABSL_FLAG(double, temperature, 0, "Sampling temperature (0: greedy)");
+ABSL_FLAG(int, top_k, 0, "Top-k (0: off)");
+ABSL_FLAG(double, top_p, 0, "Top-p (0: off)");
+ABSL_FLAG(bool, ignore_eos, true, "Generate exactly max_new_tokens, past end-of-sequence");
+ABSL_FLAG(uint64_t, seed, 0, "Seed for prompts, lengths, arrivals and sampling");
+ABSL_FLAG(double, request_timeout_seconds, 300, "Per-request deadline (0: none)");
+ABSL_FLAG(double, wait_for_ready_seconds, 30,
+          "Wait this long for grpc.health.v1 SERVING before starting (0: check once)");
+// Goodput.
+ABSL_FLAG(double, slo_ttft_ms, 0, "SLO on time to first token, ms (0: none)");
+ABSL_FLAG(double, slo_tpot_ms, 0, "SLO on time per output token, ms (0: none)");
+ABSL_FLAG(double, slo_itl_ms, 0, "SLO on every inter-token gap of a request, ms (0: none)");
+ABSL_FLAG(double, slo_e2e_ms, 0, "SLO on end-to-end latency, ms (0: none)");
+// Output.
+ABSL_FLAG(std::string, json, "", "Write the report as JSON to this file");
+ABSL_FLAG(double, progress_interval_seconds, 1, "Progress line period on stderr (0: off)");
+
+namespace {
+
+using namespace mtla::bench;  // NOLINT
+
+int Fail(const std::string& message, int code = 1) {
+  std::fprintf(stderr, "mtla-bench: %s\n", message.c_str());
+  return code;
+}
+
+// Polls grpc.health.v1 until SERVING or the timeout.
+grpc::Status WaitForServing(const std::shared_ptr<grpc::Channel>& channel, double timeout_s) {
+  auto stub = grpc::health::v1::Health::NewStub(channel);
+  const double deadline = SteadySeconds() + timeout_s;
+  grpc::Status last;
+  std::string last_state;
+  while (true) {
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(2));
+    grpc::health::v1::HealthCheckResponse response;
+    last = stub->Check(&context, grpc::health::v1::HealthCheckRequest(), &response);
+    if (last.ok() && response.status() == grpc::health::v1::HealthCheckResponse::SERVING) {
+      return grpc::Status::OK;
+    }
+    if (last.ok()) {
+      last_state = grpc::health::v1::HealthCheckResponse::ServingStatus_Name(response.status());
+    }
+    if (SteadySeconds() >= deadline) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  if (last.ok()) {
+    return grpc::Status(grpc::StatusCode::UNAVAILABLE, "server health is " + last_state);
+  }
+  return last;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  absl::SetProgramUsageMessage(
+      "mtla-bench --address HOST:PORT [--concurrency N | --request_rate R] "
+      "[--num_requests N] [--duration_seconds S] [--json FILE] ...");
+  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+  if (rest.size() > 1) return Fail(absl::StrCat("unexpected argument '", rest[1], "'"), 2);
+
+  const std::string address = absl::GetFlag(FLAGS_address);
+  if (absl::GetFlag(FLAGS_scenario) != "text") {
+    return Fail("--scenario must be 'text' (the speech scenario needs the speech API)", 2);
+  }
+  RunOptions run;
+  run.num_requests = absl::GetFlag(FLAGS_num_requests);
+  run.duration_s = absl::GetFlag(FLAGS_duration_seconds);
+  run.concurrency = absl::GetFlag(FLAGS_concurrency);
+  run.request_rate = absl::GetFlag(FLAGS_request_rate);
+  run.burstiness = absl::GetFlag(FLAGS_burstiness);
+  run.max_concurrency = absl::GetFlag(FLAGS_max_concurrency);
+  run.drain_timeout_s = absl::GetFlag(FLAGS_drain_timeout_seconds);
+  run.progress_interval_s = absl::GetFlag(FLAGS_progress_interval_seconds);
+  run.seed = absl::GetFlag(FLAGS_seed);
+  absl::StatusOr<ArrivalKind> arrival = ParseArrivalKind(absl::GetFlag(FLAGS_arrival));
+  if (!arrival.ok()) return Fail(std::string(arrival.status().message()), 2);
+  run.arrival = *arrival;
+  if (absl::Status s = ValidateRunOptions(run); !s.ok()) return Fail(std::string(s.message()), 2);
+  const int num_channels = absl::GetFlag(FLAGS_num_channels);
+  if (num_channels < 1) return Fail("--num_channels must be >= 1", 2);
+
+  std::vector<std::shared_ptr<grpc::Channel>> channels;
+  for (int i = 0; i < num_channels; ++i) {
+    grpc::ChannelArguments args;
+    args.SetMaxReceiveMessageSize(64 << 20);
+    // Distinct subchannel pools so that each channel opens its own connection.
+    if (num_channels > 1) args.SetInt(GRPC_ARG_USE_LOCAL_SUBCHANNEL_POOL, 1);
+    if (!absl::GetFlag(FLAGS_lb_policy).empty()) {
+      args.SetLoadBalancingPolicyName(absl::GetFlag(FLAGS_lb_policy));
+    }
+    channels.push_back(
+        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+  }
+
+  // Ready? Which model?
+  if (grpc::Status s = WaitForServing(channels[0], absl::GetFlag(FLAGS_wait_for_ready_seconds));
+      !s.ok()) {
+    return Fail(absl::StrCat(address, " is not serving: ", s.error_message()));
+  }
+  mtla::v1::ModelInfo info;
+  {
+    auto models = mtla::v1::Models::NewStub(channels[0]);
+    grpc::ClientContext context;
+    context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
+    grpc::Status s = models->GetModelInfo(&context, mtla::v1::GetModelInfoRequest(), &info);
+    if (!s.ok()) return Fail(absl::StrCat("Models.GetModelInfo: ", s.error_message()));
+  }
+  ModelLimits limits;
+  limits.vocab_size = info.vocab_size();
+  limits.max_context_tokens = info.max_context_tokens();
+  limits.max_new_tokens_limit = info.max_new_tokens_limit();
+
+  absl::StatusOr<TextWorkload> workload =
+      absl::GetFlag(FLAGS_dataset).empty()
+          ? TextWorkload::Random({absl::GetFlag(FLAGS_prompt_len), absl::GetFlag(FLAGS_output_len),
+                                  absl::GetFlag(FLAGS_range_ratio)},
+                                 limits, run.seed)
+          : TextWorkload::FromJsonl(absl::GetFlag(FLAGS_dataset), absl::GetFlag(FLAGS_output_len),
+                                    limits, run.seed);
+  if (!workload.ok()) return Fail(std::string(workload.status().message()), 2);
+
+  TextScenarioOptions text;
+  text.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
+  text.top_k = absl::GetFlag(FLAGS_top_k);
+  text.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
+  text.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  text.seed = run.seed;
+  text.request_timeout_s = absl::GetFlag(FLAGS_request_timeout_seconds);
+  TextGenerationScenario scenario(channels, *std::move(workload), text);
+
+  ReportInput input;
+  input.scenario = scenario.name();
+  input.target = address;
+  input.model = {{"name", info.name()},
+                 {"architecture", info.architecture()},
+                 {"backend", info.backend()},
+                 {"vocab_size", info.vocab_size()},
+                 {"max_context_tokens", info.max_context_tokens()},
+                 {"kv_bytes_per_token", info.kv_bytes_per_token()},
+                 {"cache_capacity_tokens", info.cache_capacity_tokens()}};
+  input.load = run.request_rate > 0
+                   ? absl::StrCat("open loop, ", ArrivalKindName(run.arrival),
+                                  run.arrival == ArrivalKind::kGamma
+                                      ? absl::StrFormat(" (burstiness %g)", run.burstiness)
+                                      : std::string(),
+                                  " arrivals at ", run.request_rate, " req/s",
+                                  run.max_concurrency > 0
+                                      ? absl::StrCat(", at most ", run.max_concurrency, " in flight")
+                                      : std::string())
+                   : absl::StrCat("closed loop, concurrency ", run.concurrency);
+  absl::StrAppend(&input.load, "; bound: ",
+                  run.num_requests > 0 ? absl::StrCat(run.num_requests, " requests") : "",
+                  run.num_requests > 0 && run.duration_s > 0 ? ", " : "",
+                  run.duration_s > 0 ? absl::StrCat(run.duration_s, " s") : "");
+  input.workload = scenario.Describe();
+  input.metrics = scenario.Metrics();
+  auto add_slo = [&](double ms, const char* series, const char* name) {
+    if (ms > 0) input.slos.push_back({series, name, ms / 1e3, 1e3});
+  };
+  add_slo(absl::GetFlag(FLAGS_slo_ttft_ms), "ttft_s", "ttft_ms");
+  add_slo(absl::GetFlag(FLAGS_slo_tpot_ms), "tpot_s", "tpot_ms");
+  add_slo(absl::GetFlag(FLAGS_slo_itl_ms), "itl_s", "itl_ms");
+  add_slo(absl::GetFlag(FLAGS_slo_e2e_ms), "e2e_s", "e2e_ms");
+  input.config = {{"address", address},
+                  {"num_channels", num_channels},
+                  {"lb_policy", absl::GetFlag(FLAGS_lb_policy)},
+                  {"num_requests", run.num_requests},
+                  {"duration_seconds", run.duration_s},
+                  {"mode", run.request_rate > 0 ? "open_loop" : "closed_loop"},
+                  {"concurrency", run.concurrency},
+                  {"request_rate", run.request_rate},
+                  {"arrival", ArrivalKindName(run.arrival)},
+                  {"burstiness", run.burstiness},
+                  {"max_concurrency", run.max_concurrency},
+                  {"drain_timeout_seconds", run.drain_timeout_s},
+                  {"warmup_requests", absl::GetFlag(FLAGS_warmup_requests)},
+                  {"prompt_len", absl::GetFlag(FLAGS_prompt_len)},
+                  {"output_len", absl::GetFlag(FLAGS_output_len)},
+                  {"range_ratio", absl::GetFlag(FLAGS_range_ratio)},
+                  {"dataset", absl::GetFlag(FLAGS_dataset)},
+                  {"seed", run.seed},
+                  {"scenario", scenario.Config()}};
+
+  if (const int warmup = absl::GetFlag(FLAGS_warmup_requests); warmup > 0) {
+    std::fprintf(stderr, "mtla-bench: %d warm-up requests\n", warmup);
+    RunOptions w;
+    w.num_requests = warmup;
+    w.concurrency = std::max(1, std::min(warmup, run.request_rate > 0 ? 1 : run.concurrency));
+    w.drain_timeout_s = run.drain_timeout_s;
+    w.progress_interval_s = 0;
+    Run(scenario, w);
+  }
+
+  std::fprintf(stderr, "mtla-bench: %s against %s: %s\n", input.scenario.c_str(), address.c_str(),
+               input.load.c_str());
+  RunResult result = Run(scenario, run);
+  Report report = BuildReport(input, result);
+  std::fputs(FormatTable(input, report).c_str(), stdout);
+  std::fflush(stdout);
+  if (const std::string path = absl::GetFlag(FLAGS_json); !path.empty()) {
+    std::ofstream out(path);
+    out << ToJson(input, report).dump(2) << "\n";
+    if (!out) return Fail(absl::StrCat("cannot write ", path));
+  }
+  if (report.completed == 0) return Fail("no request succeeded");
+  return 0;
+}
