@@ -15,7 +15,7 @@ PACKAGES=(
   nlohmann-json3-dev
   sentencepiece
   libsoxr-dev libfftw3-dev libsleef-dev
-  python3 python3-numpy
+  python3 python3-numpy python3-torch
   python3-yaml
 )
 
