@@ -15,7 +15,7 @@ out=$(mktemp -d)
 git -C "$mirror" show HEAD:mtla/MTLA.py > "$out/MTLA.py"
 /usr/bin/python3 bench/official/official_decode_bench.py --mtla-py "$out/MTLA.py" \
   --batch 1 32 --repeats 5 --wait-idle 60 --json "$out/official.json" >&2
-./build/bin/mtla_decode_bench --benchmark_filter='context:100$' \
+./build/bin/mtla_decode_bench --benchmark_filter='context:100/' \
   --benchmark_format=json --benchmark_out="$out/ours.json" >/dev/null
 /usr/bin/python3 - "$out/official.json" "$out/ours.json" <<'PY'
 import json, sys

@@ -93,6 +93,7 @@ absl::Status MtlaServer::LoadModel() {
     front_end->model = speech_model_.get();
     front_end->tokenizer = tokenizer_.get();
     front_end->engine = engine;
+    front_end->metrics = metrics_;
     front_end->source_language = speech_languages_.first;
     front_end->target_language = speech_languages_.second;
     speech_->Set(front_end);

@@ -1,6 +1,7 @@
 #include "server/speech_translation_service.h"
 
 #include <atomic>
+#include <chrono>
 #include <deque>
 
 #include "absl/strings/str_cat.h"
@@ -155,10 +156,15 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
       Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "config: sent twice"));
       return;
     } else {
+      const auto received = std::chrono::steady_clock::now();
       absl::Status s = session_->AcceptAudio(request_.audio());
       if (!s.ok()) {
         Fail(ToGrpcStatus(s));
         return;
+      }
+      if (front_end_->metrics) {
+        front_end_->metrics->ObserveChunkLatency(
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
       }
       StreamResponse progress;
       progress.mutable_progress()->set_processed_seconds(session_->processed_seconds());

@@ -101,8 +101,11 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   batch_size_ = histogram("mtla_batch_size", "Number of sequences in each engine step.",
                           BatchSizeBuckets());
   rtf_ = histogram("mtla_real_time_factor",
-                   "Processing time divided by audio duration, per speech request.",
+                   "Processing time divided by audio duration, per speech segment.",
                    RealTimeFactorBuckets());
+  chunk_latency_ = histogram("mtla_chunk_response_latency_seconds",
+                             "Time from receiving an audio chunk to queuing its response, in seconds.",
+                             StepDurationBuckets());
 
   running_ = gauge("mtla_num_requests_running", "Number of requests currently being generated.");
   waiting_ = gauge("mtla_num_requests_waiting", "Number of requests waiting to be scheduled.");
@@ -121,8 +124,10 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   generation_tokens_ = counter("mtla_generation_tokens_total", "Number of tokens generated.");
   preemptions_ = counter("mtla_num_preemptions_total",
                          "Number of times a running request was preempted to free KV cache.");
-  audio_seconds_ = counter("mtla_audio_seconds_processed_total",
+  audio_seconds_ = counter("mtla_audio_seconds_total",
                            "Seconds of input audio processed by the speech service.");
+  segments_ = counter("mtla_segments_total",
+                      "Number of speech segments translated (final results sent).");
 
   requests_ = &prometheus::BuildCounter()
                    .Name("mtla_requests_total")
@@ -168,6 +173,10 @@ void ServingMetrics::CountRequest(const std::string& status) {
 }
 
 void ServingMetrics::AddAudioSeconds(double seconds) { audio_seconds_->Increment(seconds); }
-void ServingMetrics::ObserveRealTimeFactor(double rtf) { rtf_->Observe(rtf); }
+void ServingMetrics::ObserveRealTimeFactor(double rtf) {
+  rtf_->Observe(rtf);
+  segments_->Increment();
+}
+void ServingMetrics::ObserveChunkLatency(double seconds) { chunk_latency_->Observe(seconds); }
 
 }  // namespace mtla

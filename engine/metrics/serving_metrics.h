@@ -43,7 +43,9 @@ class ServingMetrics {
 
   // Speech (used by the speech-translation service).
   void AddAudioSeconds(double seconds);
+  // One translated segment: its real-time factor (also counts the segment).
   void ObserveRealTimeFactor(double rtf);
+  void ObserveChunkLatency(double seconds);
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -55,6 +57,8 @@ class ServingMetrics {
   prometheus::Histogram* step_;
   prometheus::Histogram* batch_size_;
   prometheus::Histogram* rtf_;
+  prometheus::Histogram* chunk_latency_;
+  prometheus::Counter* segments_;
   prometheus::Gauge* running_;
   prometheus::Gauge* waiting_;
   prometheus::Gauge* kv_usage_;

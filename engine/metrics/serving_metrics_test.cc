@@ -39,6 +39,7 @@ const std::map<std::string, std::string>& ExpectedFamilies() {
       {"mtla_step_duration_seconds", "histogram"},
       {"mtla_batch_size", "histogram"},
       {"mtla_real_time_factor", "histogram"},
+      {"mtla_chunk_response_latency_seconds", "histogram"},
       {"mtla_num_requests_running", "gauge"},
       {"mtla_num_requests_waiting", "gauge"},
       {"mtla_kv_cache_usage_ratio", "gauge"},
@@ -48,7 +49,8 @@ const std::map<std::string, std::string>& ExpectedFamilies() {
       {"mtla_prompt_tokens_total", "counter"},
       {"mtla_generation_tokens_total", "counter"},
       {"mtla_num_preemptions_total", "counter"},
-      {"mtla_audio_seconds_processed_total", "counter"},
+      {"mtla_audio_seconds_total", "counter"},
+      {"mtla_segments_total", "counter"},
       {"mtla_requests_total", "counter"},
   };
   return families;
@@ -243,13 +245,14 @@ TEST(ServingMetricsTest, ObservationsShowUp) {
   EXPECT_EQ(e.Value(Series("mtla_prompt_tokens_total")), 128);
   EXPECT_EQ(e.Value(Series("mtla_generation_tokens_total")), 7);
   EXPECT_EQ(e.Value(Series("mtla_num_preemptions_total")), 2);
-  EXPECT_DOUBLE_EQ(e.Value(Series("mtla_audio_seconds_processed_total")), 12.5);
+  EXPECT_DOUBLE_EQ(e.Value(Series("mtla_audio_seconds_total")), 12.5);
   EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"ok\"")), 2);
   EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"cancelled\"")), 1);
   EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"unknown\"")), 1);
   EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"internal\"")), 0);
 
   EXPECT_EQ(e.Value(Series("mtla_real_time_factor_count")), 1);
+  EXPECT_EQ(e.Value(Series("mtla_segments_total")), 1);
   EXPECT_EQ(e.Value(Series("mtla_real_time_factor_bucket", le("0.2"))), 0);
   EXPECT_EQ(e.Value(Series("mtla_real_time_factor_bucket", le("0.3"))), 1);
 

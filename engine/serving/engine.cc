@@ -218,13 +218,13 @@ void Engine::PublishGauges() {
   const KvCacheManager& cache = runner_->cache();
   {
     absl::MutexLock lock(&mu_);
-    stats_.running = scheduler_.num_running();
+    stats_.running = scheduler_.num_running() + static_cast<int>(beam_requests_.size());
     stats_.waiting = scheduler_.num_waiting();
     stats_.cache_blocks_used = cache.num_used_blocks();
     stats_.cache_blocks_total = cache.num_total_blocks();
   }
   if (metrics_) {
-    metrics_->SetRequestsRunning(scheduler_.num_running());
+    metrics_->SetRequestsRunning(scheduler_.num_running() + static_cast<int>(beam_requests_.size()));
     metrics_->SetRequestsWaiting(scheduler_.num_waiting());
     metrics_->SetKvCache(cache.num_used_blocks(), cache.num_total_blocks(),
                          spec_.num_layers * geometry_.BytesPerTokenPerLayer(element_bytes_));

@@ -93,6 +93,7 @@ absl::Status SpeechSession::AcceptAudio(std::string_view pcm16) {
   }
   std::vector<float> resampled;
   RETURN_IF_ERROR(resampler_.Process(samples, &resampled));
+  if (front_end_.metrics) front_end_.metrics->AddAudioSeconds(resampled.size() / kSampleRate);
   RETURN_IF_ERROR(AddSamples(resampled));
   return MaybeInterim();
 }
@@ -102,6 +103,7 @@ absl::Status SpeechSession::FinishAudio() {
   finished_audio_ = true;
   std::vector<float> tail;
   RETURN_IF_ERROR(resampler_.Flush(&tail));
+  if (front_end_.metrics) front_end_.metrics->AddAudioSeconds(tail.size() / kSampleRate);
   RETURN_IF_ERROR(AddSamples(tail));
   absl::Status closed = CloseSegment(/*end_of_stream=*/true);
   {
@@ -230,6 +232,7 @@ void SpeechSession::Listen(const std::shared_ptr<Segment>& segment) {
 void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
   GenerationEvent event;
   bool notify = false;
+  bool finished = false;
   {
     // Pop under the session lock so that events of one segment are queued in
     // the order the engine produced them, whichever thread gets here first.
@@ -250,7 +253,9 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
       }
     }
     if (event.finished) {
-      std::erase(active_, s);
+      // `s` leaves active_ only after Notify() below: ~SpeechSession waits
+      // (SetListener) for the callbacks of the segments in active_, and the
+      // notified consumer may destroy the session as soon as it sees the end.
       if (!s->interim) --pending_segments_;
       if (!event.status.ok()) {
         if (error_.ok() && !s->interim) error_ = event.status;
@@ -269,12 +274,20 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
         const double duration = s->end_seconds - s->start_seconds;
         result.timing.real_time_factor =
             duration > 0 ? (s->encode_seconds + result.timing.decode_seconds) / duration : 0;
+        if (front_end_.metrics && !s->interim) {
+          front_end_.metrics->ObserveRealTimeFactor(result.timing.real_time_factor);
+        }
         updates_.push_back(std::move(result));
       }
       notify = true;
     }
+    finished = event.finished;
   }
   if (notify) Notify();
+  if (finished) {
+    absl::MutexLock lock(&mu_);
+    std::erase(active_, s);
+  }
 }
 
 void SpeechSession::Cancel() {

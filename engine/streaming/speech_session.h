@@ -41,6 +41,7 @@ struct SpeechFrontEnd {
   const SpeechModel* model = nullptr;        // Encode/Project only
   const Tokenizer* tokenizer = nullptr;      // null: token ids only, no text
   std::shared_ptr<Engine> engine;
+  std::shared_ptr<ServingMetrics> metrics;   // may be null
   std::string source_language;               // empty: not checked
   std::string target_language;
 };
