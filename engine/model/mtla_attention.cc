@@ -168,6 +168,9 @@ void MtlaAttentionLayer::Forward(const float* x, const int32_t* positions,
 
   // Absorbed queries [N, H, r + dR] = [q_nope W_UK[h] | q_pe].
   float* qa = ws->q_absorbed.data();
+  // Per-head GEMMs are small: run the heads in parallel (BLAS runs each one
+  // single-threaded inside the region) rather than one threaded call each.
+#pragma omp parallel for schedule(static)
   for (int h = 0; h < heads; ++h) {
     cpu::Gemm(/*trans_b=*/false, n, r, dn, 1.0f, q + h * qk, heads * qk,
               w_.w_uk.data() + static_cast<size_t>(h) * dn * r, r, 0.0f, qa + h * width,
@@ -195,6 +198,7 @@ void MtlaAttentionLayer::Forward(const float* x, const int32_t* positions,
   // o_h = W_UV[h] (attn latent of head h); out = wo(concat_h o_h).
   const int dv = c.v_head_dim;
   float* heads_out = ws->attn_heads.data();
+#pragma omp parallel for schedule(static)
   for (int h = 0; h < heads; ++h) {
     cpu::Gemm(/*trans_b=*/true, n, dv, r, 1.0f, ws->attn_latent.data() + h * r, heads * r,
               w_.w_uv.data() + static_cast<size_t>(h) * dv * r, r, 0.0f, heads_out + h * dv,
