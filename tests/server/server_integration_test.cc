@@ -60,6 +60,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/common/metrics_scrape.h"
 #include "mtla/v1/models.grpc.pb.h"
 #include "mtla/v1/text_generation.grpc.pb.h"
 #include "server/mtla_server.h"
@@ -73,6 +74,8 @@ using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
+using test_support::HttpGet;
+using test_support::MetricValue;
 
 const std::vector<int32_t> kPrompt = {1, 17, 42, 5, 66, 23, 9};
 const std::vector<int32_t> kGenerated = {71, 41, 3, 56, 23, 82, 84, 77, 82, 84, 77, 82};
@@ -105,95 +108,11 @@ std::chrono::system_clock::time_point In(double seconds) {
 // ---------------------------------------------------------------------------
 // HTTP and Prometheus text helpers.
 
-// GET http://127.0.0.1:port/path. Returns the HTTP status (0 when the
-// connection or the read failed) and the body (de-chunked if need be).
-int HttpGet(int port, const std::string& path, std::string* body) {
-  body->clear();
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return 0;
-  }
-  const std::string request = absl::StrCat("GET ", path,
-                                           " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                           "Connection: close\r\n\r\n");
-  size_t sent = 0;
-  while (sent < request.size()) {
-    const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      close(fd);
-      return 0;
-    }
-    sent += static_cast<size_t>(n);
-  }
-  std::string response;
-  char buffer[16384];
-  while (true) {
-    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-    if (n < 0) {
-      close(fd);
-      return 0;
-    }
-    if (n == 0) break;
-    response.append(buffer, static_cast<size_t>(n));
-  }
-  close(fd);
-  const size_t header_end = response.find("\r\n\r\n");
-  if (header_end == std::string::npos || response.rfind("HTTP/1.", 0) != 0) return 0;
-  const std::string headers = response.substr(0, header_end);
-  std::string content = response.substr(header_end + 4);
-  int status = 0;
-  if (std::sscanf(headers.c_str(), "HTTP/1.%*d %d", &status) != 1) return 0;
-  std::string lower = headers;
-  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (lower.find("transfer-encoding: chunked") != std::string::npos) {
-    std::string dechunked;
-    size_t pos = 0;
-    while (pos < content.size()) {
-      const size_t line_end = content.find("\r\n", pos);
-      if (line_end == std::string::npos) return 0;
-      const size_t size = std::stoul(content.substr(pos, line_end - pos), nullptr, 16);
-      if (size == 0) break;
-      dechunked.append(content, line_end + 2, size);
-      pos = line_end + 2 + size + 2;
-    }
-    content = std::move(dechunked);
-  }
-  *body = std::move(content);
-  return status;
-}
-
 std::string ScrapeMetrics(int port) {
   std::string body;
   const int status = HttpGet(port, "/metrics", &body);
   EXPECT_EQ(status, 200) << "GET /metrics on port " << port;
   return body;
-}
-
-// Sum of the samples of `name` (exact metric name, any labels) whose label
-// set contains `label_filter`; nullopt when there is none.
-std::optional<double> MetricValue(const std::string& text, const std::string& name,
-                                  const std::string& label_filter = "") {
-  std::optional<double> sum;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t end = line.find_first_of("{ ");
-    if (end == absl::string_view::npos || line.substr(0, end) != name) continue;
-    if (!label_filter.empty() && line.find(label_filter) == absl::string_view::npos) continue;
-    const size_t space = line.rfind(' ');
-    if (space == absl::string_view::npos) continue;
-    const double value = std::strtod(std::string(line.substr(space + 1)).c_str(), nullptr);
-    sum = sum.value_or(0.0) + value;
-  }
-  return sum;
 }
 
 double MetricOr0(const std::string& text, const std::string& name,

@@ -42,6 +42,7 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/common/metrics_scrape.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
 #include "server/mtla_server.h"
 
@@ -50,6 +51,8 @@ namespace {
 
 using ::testing::HasSubstr;
 using Clock = std::chrono::steady_clock;
+using test_support::HttpGet;
+using test_support::MetricValue;
 using Request = v1::StreamingTranslateRequest;
 using Response = v1::StreamingTranslateResponse;
 
@@ -256,80 +259,6 @@ v1::TranslateResponse Translate(v1::SpeechTranslation::Stub* stub, const v1::Tra
 // ---------------------------------------------------------------------------
 // Metrics over HTTP.
 
-// GET http://127.0.0.1:port/path; the HTTP status (0 on failure) and the body.
-int HttpGet(int port, const std::string& path, std::string* body) {
-  body->clear();
-  const int fd = socket(AF_INET, SOCK_STREAM, 0);
-  if (fd < 0) return 0;
-  timeval tv{5, 0};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return 0;
-  }
-  const std::string request = absl::StrCat(
-      "GET ", path, " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n");
-  for (size_t sent = 0; sent < request.size();) {
-    const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      close(fd);
-      return 0;
-    }
-    sent += static_cast<size_t>(n);
-  }
-  std::string response;
-  char buffer[16384];
-  while (true) {
-    const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-    if (n < 0) {
-      close(fd);
-      return 0;
-    }
-    if (n == 0) break;
-    response.append(buffer, static_cast<size_t>(n));
-  }
-  close(fd);
-  const size_t header_end = response.find("\r\n\r\n");
-  if (header_end == std::string::npos) return 0;
-  std::string headers = response.substr(0, header_end);
-  std::string content = response.substr(header_end + 4);
-  int status = 0;
-  if (std::sscanf(headers.c_str(), "HTTP/1.%*d %d", &status) != 1) return 0;
-  for (char& c : headers) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-  if (headers.find("transfer-encoding: chunked") != std::string::npos) {
-    std::string dechunked;
-    size_t pos = 0;
-    while (pos < content.size()) {
-      const size_t line_end = content.find("\r\n", pos);
-      if (line_end == std::string::npos) return 0;
-      const size_t size = std::stoul(content.substr(pos, line_end - pos), nullptr, 16);
-      if (size == 0) break;
-      dechunked.append(content, line_end + 2, size);
-      pos = line_end + 2 + size + 2;
-    }
-    content = std::move(dechunked);
-  }
-  *body = std::move(content);
-  return status;
-}
-
-// Sum over the samples of the metric `name` (any labels); nullopt when absent.
-std::optional<double> MetricValue(const std::string& text, const std::string& name) {
-  std::optional<double> sum;
-  for (absl::string_view line : absl::StrSplit(text, '\n')) {
-    if (line.empty() || line[0] == '#') continue;
-    const size_t end = line.find_first_of("{ ");
-    if (end == absl::string_view::npos || line.substr(0, end) != name) continue;
-    const size_t space = line.rfind(' ');
-    sum = sum.value_or(0.0) + std::strtod(std::string(line.substr(space + 1)).c_str(), nullptr);
-  }
-  return sum;
-}
 
 // ---------------------------------------------------------------------------
 // Servers.
