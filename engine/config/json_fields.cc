@@ -26,6 +26,22 @@ absl::Status RequirePositive(absl::string_view field, float value) {
   return FieldError(field, absl::StrCat("must be a finite value > 0 (got ", value, ")"));
 }
 
+absl::StatusOr<Json> ParseJson(const std::string& text, absl::string_view source) {
+  Json json;
+  try {
+    json = Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
+  } catch (const std::exception& e) {
+    return absl::InvalidArgumentError(absl::StrCat(source, ": cannot parse JSON: ", e.what()));
+  }
+  if (json.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON"));
+  return json;
+}
+
+absl::Status WithSource(absl::string_view source, const absl::Status& status) {
+  if (status.ok()) return status;
+  return absl::Status(status.code(), absl::StrCat(source, ": ", status.message()));
+}
+
 const Json* JsonFields::Find(absl::string_view name, bool null_is_absent) const {
   auto it = object_.find(std::string(name));
   if (it == object_.end()) return nullptr;

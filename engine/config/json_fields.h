@@ -18,6 +18,12 @@ absl::Status FieldError(absl::string_view field, absl::string_view what);
 absl::Status RequirePositive(absl::string_view field, int value);
 absl::Status RequirePositive(absl::string_view field, float value);
 
+// Parses `text` without exceptions; errors are InvalidArgument prefixed with
+// `source` (a path, or "config.json").
+absl::StatusOr<nlohmann::json> ParseJson(const std::string& text, absl::string_view source);
+// `status` with "`source`: " in front of its message (OK stays OK).
+absl::Status WithSource(absl::string_view source, const absl::Status& status);
+
 class JsonFields {
  public:
   // What a JSON null means: the field's default (kAbsent), or a wrong type

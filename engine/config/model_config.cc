@@ -76,21 +76,10 @@ absl::StatusOr<LlamaMtlaConfig> FromJson(const Json& json) {
   return c;
 }
 
-// Re-issues `status` with "`source`: " in front of its message.
-absl::Status Prefixed(absl::string_view source, const absl::Status& status) {
-  return absl::Status(status.code(), absl::StrCat(source, ": ", status.message()));
-}
-
 absl::StatusOr<LlamaMtlaConfig> ParseFrom(const std::string& json_text, absl::string_view source) {
-  Json json;
-  try {
-    json = Json::parse(json_text, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": cannot parse JSON: ", e.what()));
-  }
-  if (json.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON"));
+  ASSIGN_OR_RETURN(Json json, ParseJson(json_text, source));
   absl::StatusOr<LlamaMtlaConfig> config = FromJson(json);
-  if (!config.ok()) return Prefixed(source, config.status());
+  if (!config.ok()) return WithSource(source, config.status());
   return config;
 }
 

@@ -165,24 +165,9 @@ absl::StatusOr<SpeechModelConfig> StDecoderFromJson(const Json& json) {
   return c;
 }
 
-absl::Status Prefixed(absl::string_view source, const absl::Status& status) {
-  return absl::Status(status.code(), absl::StrCat(source, ": ", status.message()));
-}
-
-absl::StatusOr<Json> ParseJson(const std::string& text, absl::string_view source) {
-  Json json;
-  try {
-    json = Json::parse(text, /*cb=*/nullptr, /*allow_exceptions=*/false);
-  } catch (const std::exception& e) {
-    return absl::InvalidArgumentError(absl::StrCat(source, ": cannot parse JSON: ", e.what()));
-  }
-  if (json.is_discarded()) return absl::InvalidArgumentError(absl::StrCat(source, ": invalid JSON"));
-  return json;
-}
-
-absl::StatusOr<SpeechModelConfig> WithSource(absl::StatusOr<SpeechModelConfig> config,
+absl::StatusOr<SpeechModelConfig> Sourced(absl::StatusOr<SpeechModelConfig> config,
                                              absl::string_view source) {
-  if (!config.ok()) return Prefixed(source, config.status());
+  if (!config.ok()) return WithSource(source, config.status());
   return config;
 }
 
@@ -270,12 +255,12 @@ int64_t SpeechModelConfig::PrefixRows(int64_t input_frames) const {
 
 absl::StatusOr<SpeechModelConfig> ParseFairseqSpeechConfig(const std::string& json_text) {
   ASSIGN_OR_RETURN(Json json, ParseJson(json_text, "config.json"));
-  return WithSource(FairseqFromJson(json), "config.json");
+  return Sourced(FairseqFromJson(json), "config.json");
 }
 
 absl::StatusOr<SpeechModelConfig> ParseStDecoderConfig(const std::string& json_text) {
   ASSIGN_OR_RETURN(Json json, ParseJson(json_text, "config.json"));
-  return WithSource(StDecoderFromJson(json), "config.json");
+  return Sourced(StDecoderFromJson(json), "config.json");
 }
 
 absl::StatusOr<SpeechModelConfig> LoadSpeechModelConfig(const std::string& path) {
@@ -289,8 +274,8 @@ absl::StatusOr<SpeechModelConfig> LoadSpeechModelConfig(const std::string& path)
   text << in.rdbuf();
   if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
   ASSIGN_OR_RETURN(Json json, ParseJson(text.str(), path));
-  if (json.is_object() && json.contains("arch")) return WithSource(FairseqFromJson(json), path);
-  return WithSource(StDecoderFromJson(json), path);
+  if (json.is_object() && json.contains("arch")) return Sourced(FairseqFromJson(json), path);
+  return Sourced(StDecoderFromJson(json), path);
 }
 
 }  // namespace mtla
