@@ -18,6 +18,11 @@ PACKAGES=(
   python3 python3-numpy python3-torch
   python3-yaml
 )
+# `setup.sh --train` adds what tools/train/pipeline.sh needs (speech synthesis,
+# audio effects, BLEU).
+if [ "${1:-}" = "--train" ]; then
+  PACKAGES+=(espeak-ng sox python3-nltk)
+fi
 
 missing=()
 for p in "${PACKAGES[@]}"; do

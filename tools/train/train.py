@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""Trains the speech-translation model (st_model.py) on the pipeline's data.
+
+  train.py --data DATA_DIR --out CKPT_DIR [--epochs N] [--device auto|cpu|cuda]
+
+DATA_DIR (written by pipeline.sh): {train,dev}.tsv from synthesize.py, their
+features feat_{train,dev}.f32/.tsv from mtla-features, and spm.model.
+CKPT_DIR/checkpoint.pt is written after every epoch (model, optimizer,
+schedule, epoch, dims); a rerun with the same arguments resumes from it, and
+the run is deterministic per epoch (batch order and augmentation draw from
+seed + epoch). CKPT_DIR/log.tsv gets one line per epoch. On a CUDA machine the
+same script runs on the GPU (--device auto picks it).
+"""
+import argparse
+import dataclasses
+import math
+import os
+import random
+import time
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+import corpus
+from st_model import EOS, PAD, ModelDims, SpeechTranslationModel
+
+
+def load_split(data_dir, split, spm_model):
+    utterances = corpus.read_utterances(os.path.join(data_dir, f"{split}.tsv"))
+    paths, feats = corpus.load_features(os.path.join(data_dir, f"feat_{split}"))
+    if paths != [u["wav"] for u in utterances]:
+        raise RuntimeError(f"feat_{split}.tsv and {split}.tsv list different files")
+    ids = corpus.encode_pieces(spm_model, [u["german"] for u in utterances])
+    return feats, ids
+
+
+def make_batches(feats, max_frames, rng):
+    """Length-sorted batches of at most max_frames padded frames, in random order."""
+    order = sorted(range(len(feats)), key=lambda i: (feats[i].shape[0], rng.random()))
+    batches, current, longest = [], [], 0
+    for i in order:
+        n = feats[i].shape[0]
+        if current and max(longest, n) * (len(current) + 1) > max_frames:
+            batches.append(current)
+            current, longest = [], 0
+        current.append(i)
+        longest = max(longest, n)
+    if current:
+        batches.append(current)
+    rng.shuffle(batches)
+    return batches
+
+
+def collate(indices, feats, ids, rng=None):
+    """Zero-padded features, decoder inputs [EOS, y...] and targets [y..., EOS]."""
+    b = len(indices)
+    t_feat = max(feats[i].shape[0] for i in indices)
+    t_tok = max(len(ids[i]) for i in indices) + 1
+    x = torch.zeros(b, t_feat, corpus.FEATURE_DIM)
+    x_len = torch.zeros(b, dtype=torch.long)
+    inputs = torch.full((b, t_tok), PAD, dtype=torch.long)
+    targets = torch.full((b, t_tok), PAD, dtype=torch.long)
+    y_len = torch.zeros(b, dtype=torch.long)
+    for row, i in enumerate(indices):
+        f = torch.from_numpy(np.array(feats[i]))
+        if rng is not None:
+            f = spec_augment(f, rng)
+        x[row, :f.shape[0]] = f
+        x_len[row] = f.shape[0]
+        seq = ids[i]
+        inputs[row, :len(seq) + 1] = torch.tensor([EOS] + seq)
+        targets[row, :len(seq) + 1] = torch.tensor(seq + [EOS])
+        y_len[row] = len(seq) + 1
+    return x, x_len, inputs, targets, y_len
+
+
+def spec_augment(f, rng):
+    """One frequency mask (<= 8 bins) and two time masks (<= 8 frames), zeros."""
+    f = f.clone()
+    width = rng.randrange(9)
+    start = rng.randrange(corpus.FEATURE_DIM - width + 1)
+    f[:, start:start + width] = 0
+    for _ in range(2):
+        width = rng.randrange(min(9, f.shape[0]))
+        start = rng.randrange(f.shape[0] - width + 1)
+        f[start:start + width] = 0
+    return f
+
+
+def learning_rate(step, total, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    progress = (step - warmup) / max(1, total - warmup)
+    return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
+
+
+def loss_on(model, batch, device, smoothing):
+    x, x_len, inputs, targets, y_len = (t.to(device) for t in batch)
+    logits = model(x, x_len, inputs, y_len)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
+                           ignore_index=PAD, label_smoothing=smoothing, reduction="sum")
+    mask = targets != PAD
+    correct = ((logits.argmax(-1) == targets) & mask).sum()
+    return loss, int(mask.sum()), int(correct)
+
+
+@torch.no_grad()
+def evaluate(model, feats, ids, device, max_frames):
+    model.eval()
+    total, tokens, correct = 0.0, 0, 0
+    for indices in make_batches(feats, max_frames, random.Random(0)):
+        loss, n, c = loss_on(model, collate(indices, feats, ids), device, 0.0)
+        total, tokens, correct = total + float(loss), tokens + n, correct + c
+    model.train()
+    return total / tokens, correct / tokens
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--data", required=True)
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--epochs", type=int, default=14)
+    parser.add_argument("--max-frames", type=int, default=9000, help="padded frames per batch")
+    parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--smoothing", type=float, default=0.1)
+    parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=os.cpu_count())
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    args = parser.parse_args()
+
+    device = torch.device("cuda" if args.device == "cuda" or (
+        args.device == "auto" and torch.cuda.is_available()) else "cpu")
+    torch.set_num_threads(args.threads)
+    spm_model = os.path.join(args.data, "spm.model")
+    train_feats, train_ids = load_split(args.data, "train", spm_model)
+    dev_feats, dev_ids = load_split(args.data, "dev", spm_model)
+    vocab = int(open(os.path.join(args.data, "vocab_size")).read())
+    dims = ModelDims(vocab=vocab)
+
+    torch.manual_seed(args.seed)
+    model = SpeechTranslationModel(dims, dropout=args.dropout).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98),
+                                  weight_decay=0.01)
+    steps_per_epoch = len(make_batches(train_feats, args.max_frames, random.Random(0)))
+    total_steps = steps_per_epoch * args.epochs
+    os.makedirs(args.out, exist_ok=True)
+    checkpoint_path = os.path.join(args.out, "checkpoint.pt")
+    start_epoch, step = 0, 0
+    if os.path.exists(checkpoint_path):
+        state = torch.load(checkpoint_path, map_location=device)
+        if state["dims"] != dataclasses.asdict(dims):
+            raise SystemExit(f"{checkpoint_path} has other model dims; remove it to start over")
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        start_epoch, step = state["epoch"], state["step"]
+        print(f"resuming after epoch {start_epoch} (step {step})", flush=True)
+    params = sum(p.numel() for p in model.parameters())
+    print(f"model: {params / 1e6:.2f}M parameters, {len(train_feats)} train / {len(dev_feats)} "
+          f"dev utterances, {steps_per_epoch} steps per epoch, device {device}, "
+          f"{args.threads} threads", flush=True)
+
+    model.train()
+    for epoch in range(start_epoch, args.epochs):
+        started = time.time()
+        rng = random.Random(args.seed * 1000 + epoch)
+        torch.manual_seed(args.seed * 1000 + epoch)
+        total, tokens = 0.0, 0
+        for indices in make_batches(train_feats, args.max_frames, rng):
+            for group in optimizer.param_groups:
+                group["lr"] = learning_rate(step, total_steps, args.lr, args.warmup)
+            loss, n, _ = loss_on(model, collate(indices, train_feats, train_ids, rng), device,
+                                 args.smoothing)
+            optimizer.zero_grad(set_to_none=True)
+            (loss / n).backward()
+            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            optimizer.step()
+            total, tokens, step = total + float(loss), tokens + n, step + 1
+        dev_loss, dev_acc = evaluate(model, dev_feats, dev_ids, device, args.max_frames)
+        elapsed = time.time() - started
+        line = (f"epoch {epoch + 1}/{args.epochs}\ttrain_loss {total / tokens:.4f}\t"
+                f"dev_loss {dev_loss:.4f}\tdev_token_acc {dev_acc:.4f}\tseconds {elapsed:.0f}")
+        print(line, flush=True)
+        with open(os.path.join(args.out, "log.tsv"), "a") as log:
+            log.write(line + "\n")
+        torch.save(dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        epoch=epoch + 1, step=step, dims=dataclasses.asdict(dims)),
+                   checkpoint_path + ".tmp")
+        os.replace(checkpoint_path + ".tmp", checkpoint_path)
+    print(f"training done: {checkpoint_path}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
