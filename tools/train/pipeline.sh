@@ -13,10 +13,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 WORK=$(realpath -m "${1:-build/train}")
-N_TRAIN=${N_TRAIN:-8000}
+N_TRAIN=${N_TRAIN:-9000}
 N_DEV=${N_DEV:-300}
 N_TEST=${N_TEST:-300}
-EPOCHS=${EPOCHS:-14}
+EPOCHS=${EPOCHS:-12}
 SEED=${SEED:-1}
 VOCAB=${VOCAB:-1000}
 MODEL_OUT=${MODEL_OUT:-models/en-de-synthetic}
