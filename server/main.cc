@@ -15,7 +15,9 @@ ABSL_FLAG(std::string, model_dir, "", "Model directory (config.json + model.safe
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
           "Prometheus /metrics listen address (empty: off)");
-ABSL_FLAG(std::string, device, "auto", "auto | cpu | cuda");
+ABSL_FLAG(std::string, device, "auto",
+          "auto | cpu | cuda (auto: CUDA when built with it and a device is found, else CPU)");
+ABSL_FLAG(std::string, dtype, "bf16", "CUDA weight and KV cache storage: bf16 | fp16 | fp32");
 ABSL_FLAG(int64_t, kv_cache_mb, 512, "KV cache memory budget in MiB");
 ABSL_FLAG(int, kv_cache_blocks, 0, "Exact number of KV cache blocks (overrides --kv_cache_mb)");
 ABSL_FLAG(int, block_slots, 16, "Cache slots per block (a slot holds down_rate tokens)");
@@ -43,6 +45,7 @@ int main(int argc, char** argv) {
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   options.device = absl::GetFlag(FLAGS_device);
+  options.dtype = absl::GetFlag(FLAGS_dtype);
   options.kv_cache_bytes = static_cast<size_t>(absl::GetFlag(FLAGS_kv_cache_mb)) << 20;
   options.kv_cache_blocks = absl::GetFlag(FLAGS_kv_cache_blocks);
   options.block_slots = absl::GetFlag(FLAGS_block_slots);

@@ -1,6 +1,7 @@
 #include "server/mtla_server.h"
 
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -8,7 +9,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status_macros.h"
+#include "engine/model/backend_factory.h"
 #include "engine/model/llama_mtla.h"
+#include "engine/weights/safetensors.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
@@ -72,13 +75,10 @@ int MtlaServer::metrics_port() const {
 }
 
 absl::Status MtlaServer::LoadModel() {
-  if (options_.device == "cuda") {
-    return absl::FailedPreconditionError(
-        "--device=cuda: this build has no CUDA backend yet; use --device=cpu or auto");
-  }
-  if (options_.device == "auto") {
-    std::fprintf(stderr, "mtla-server: device auto -> cpu (no CUDA backend in this build)\n");
-  }
+  // Flag errors first; the device choice itself is made (and logged) when the
+  // decoder is built.
+  RETURN_IF_ERROR(ParseDeviceChoice(options_.device).status());
+  RETURN_IF_ERROR(ValidateDtype(options_.dtype));
   ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, LoadRunner());
   EngineOptions engine_options;
   engine_options.scheduler.max_running = options_.max_running;
@@ -108,6 +108,9 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> MtlaServer::LoadRunner() {
   cache.memory_bytes = options_.kv_cache_bytes;
   cache.num_blocks = options_.kv_cache_blocks;
   cache.max_context_tokens = options_.max_context_tokens;
+  BackendChoice choice;
+  ASSIGN_OR_RETURN(choice.device, ParseDeviceChoice(options_.device));
+  choice.dtype = options_.dtype;
   const std::string dir = options_.model_dir;
   std::ifstream config_file(dir + "/config.json");
   if (!config_file) return absl::NotFoundError(absl::StrCat(dir, "/config.json: cannot open"));
@@ -115,10 +118,26 @@ absl::StatusOr<std::unique_ptr<ModelRunner>> MtlaServer::LoadRunner() {
   text << config_file.rdbuf();
   const bool speech = text.str().find("\"model_type\"") == std::string::npos;
   if (!speech) {
-    ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtlaCpu(dir, cache));
+    ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtla(dir, cache, choice, "mtla-server"));
     return std::make_unique<ModelRunner>(std::move(model.backend));
   }
   ASSIGN_OR_RETURN(SpeechModel model, LoadSpeechModelCpu(dir, cache));
+  if (choice.device == DeviceChoice::kCuda ||
+      (choice.device == DeviceChoice::kAuto && CudaBackendAvailable().ok())) {
+    // The encoder and projector stay on the CPU; the decoder moves to the
+    // chosen backend (CreateModelBackend reports a fallback or an error).
+    const std::string weights =
+        dir + (model.config.has_encoder ? "/model.safetensors" : "/decoder.safetensors");
+    ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights));
+    model.decoder.reset();
+    ASSIGN_OR_RETURN(model.decoder, CreateModelBackend(SpeechDecoderSpec(model.config), *file,
+                                                       cache, choice, "mtla-server"));
+  } else {
+    std::fprintf(stderr, "mtla-server: device %s -> cpu (%s)\n", options_.device.c_str(),
+                 choice.device == DeviceChoice::kCpu
+                     ? "requested"
+                     : std::string(CudaBackendAvailable().message()).c_str());
+  }
   if (!model.encoder.has_value()) {
     return absl::FailedPreconditionError(
         absl::StrCat(dir, ": a decoder-only checkpoint cannot serve speech (no encoder)"));

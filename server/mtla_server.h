@@ -29,6 +29,7 @@ struct ServerOptions {
   std::string listen_address = "0.0.0.0:50051";
   std::string metrics_address = "0.0.0.0:9090";  // empty: no metrics endpoint
   std::string device = "auto";                    // auto | cpu | cuda
+  std::string dtype = "bf16";                     // CUDA storage: bf16 | fp16 | fp32
   size_t kv_cache_bytes = 512u << 20;
   int kv_cache_blocks = 0;  // > 0: exactly this many cache blocks (overrides kv_cache_bytes)
   int block_slots = 16;

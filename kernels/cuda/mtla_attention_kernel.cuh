@@ -87,6 +87,7 @@ __global__ void __launch_bounds__(kThreads)
                    ? p.q[((row0 + q) * p.num_heads + h) * W + k]
                    : 0.0f;
   }
+  __syncthreads();  // queries visible to every warp, also when no slot is staged
 
   int64_t visible[QT];  // complete slots each query sees
   float m[QT], l[QT], o[QT][kCols];

@@ -2,6 +2,10 @@
 // shared/testdata (DESIGN.md section 7). One line per check; exits non-zero on
 // any failure.
 //
+//   mtla-conformance [--device=cpu|cuda|auto] [--dtype=fp32|bf16|fp16] MODE ...
+// runs the model / st checks on the chosen backend (default cpu, fp32); see
+// backend_option.h for the tolerances below fp32.
+//
 //   mtla-conformance attention FILE...   one MTLA layer (mtla_reference format)
 //   mtla-conformance model DIR...        a LlamaMTLA checkpoint (model_reference format)
 //   mtla-conformance fbank FILE...       the audio front-end (fbank_reference or fairseq_st_reference format)
@@ -12,6 +16,7 @@
 #include <string>
 
 #include "tools/conformance/attention_check.h"
+#include "tools/conformance/backend_option.h"
 #include "tools/conformance/check_report.h"
 #include "tools/conformance/fbank_check.h"
 #include "tools/conformance/model_check.h"
@@ -21,7 +26,8 @@ namespace {
 
 int Usage() {
   std::fprintf(stderr,
-               "usage: mtla-conformance attention FILE...\n"
+               "usage: mtla-conformance [--device=cpu|cuda|auto] [--dtype=fp32|bf16|fp16] MODE ...\n"
+               "       mtla-conformance attention FILE...\n"
                "       mtla-conformance model DIR...\n"
                "       mtla-conformance fbank FILE...\n"
                "       mtla-conformance st DIR...\n"
@@ -32,6 +38,26 @@ int Usage() {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Leading --device= / --dtype= options.
+  while (argc > 1 && std::strncmp(argv[1], "--", 2) == 0) {
+    const std::string option = argv[1];
+    if (option.rfind("--device=", 0) == 0) {
+      auto device = mtla::ParseDeviceChoice(option.substr(9));
+      if (!device.ok()) {
+        std::fprintf(stderr, "%s\n", device.status().ToString().c_str());
+        return 2;
+      }
+      mtla::conformance::ConformanceBackend().device = *device;
+    } else if (option.rfind("--dtype=", 0) == 0) {
+      const std::string dtype = option.substr(8);
+      if (!mtla::ValidateDtype(dtype).ok()) return Usage();
+      mtla::conformance::ConformanceBackend().dtype = dtype;
+    } else {
+      return Usage();
+    }
+    ++argv;
+    --argc;
+  }
   if (argc < 3) return Usage();
   const std::string mode = argv[1];
   mtla::conformance::CheckReport report;

@@ -1,11 +1,13 @@
 #include "tools/conformance/model_check.h"
 
+#include <cstdio>
 #include <filesystem>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status_macros.h"
 #include "engine/model/llama_mtla.h"
+#include "tools/conformance/backend_option.h"
 #include "engine/model/model_runner.h"
 #include "engine/weights/safetensors.h"
 
@@ -34,7 +36,7 @@ absl::Status CheckModelDir(const std::string& dir, CheckReport* report) {
   CacheOptions options;
   options.block_slots = 2;
   options.memory_bytes = 64u << 20;
-  ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtlaCpu(dir, options));
+  ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtla(dir, options, ConformanceBackend(), "mtla-conformance"));
   const int vocab = model.config.vocab_size;
   ASSIGN_OR_RETURN(std::vector<float> prompt_logits,
                    expected->ReadFloat("prompt_logits", {p, vocab}));
@@ -50,7 +52,7 @@ absl::Status CheckModelDir(const std::string& dir, CheckReport* report) {
       RETURN_IF_ERROR(runner.Step({work}, &logits));
       all.insert(all.end(), logits.begin(), logits.end());
     }
-    report->Compare(subject, "prompt_logits (token by token)", all, prompt_logits, kLogitTolerance);
+    report->Compare(subject, "prompt_logits (token by token)", all, prompt_logits, LogitTolerance(kLogitTolerance));
     RETURN_IF_ERROR(runner.cache().Free(1));
   }
 
@@ -59,7 +61,7 @@ absl::Status CheckModelDir(const std::string& dir, CheckReport* report) {
   std::vector<float> logits;
   SequenceWork prefill{0, absl::MakeConstSpan(prompt), true, true};
   RETURN_IF_ERROR(runner.Step({prefill}, &logits));
-  report->Compare(subject, "prompt_logits (prefill)", logits, prompt_logits, kLogitTolerance);
+  report->Compare(subject, "prompt_logits (prefill)", logits, prompt_logits, LogitTolerance(kLogitTolerance));
 
   std::vector<float> last(logits.end() - vocab, logits.end());
   std::vector<float> steps;
@@ -72,8 +74,15 @@ absl::Status CheckModelDir(const std::string& dir, CheckReport* report) {
     SequenceWork decode{0, absl::MakeConstSpan(&tokens.back(), 1), true, false};
     RETURN_IF_ERROR(runner.Step({decode}, &last));
   }
-  report->Compare(subject, "step_logits", steps, step_logits, kLogitTolerance);
-  report->Exact(subject, "generated_ids (greedy)", tokens, generated);
+  report->Compare(subject, "step_logits", steps, step_logits, LogitTolerance(kLogitTolerance));
+  if (ExactTokens()) {
+    report->Exact(subject, "generated_ids (greedy)", tokens, generated);
+  } else {
+    int same = 0;
+    for (size_t i = 0; i < tokens.size() && i < generated.size(); ++i) same += tokens[i] == generated[i];
+    std::printf("%s generated_ids (greedy) %d/%zu equal (reported, not required below fp32)\n",
+                subject.c_str(), same, generated.size());
+  }
   RETURN_IF_ERROR(runner.cache().Free(0));
   if (runner.cache().num_used_blocks() != 0) {
     report->Error(subject, absl::StrCat(runner.cache().num_used_blocks(), " cache blocks leaked"));

@@ -16,6 +16,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "tools/conformance/backend_option.h"
 #include "engine/common/status_macros.h"
 #include "engine/model/model_runner.h"
 #include "engine/speech/speech_decoding.h"
@@ -172,6 +173,16 @@ absl::Status CheckStDir(const std::string& dir, CheckReport* report) {
   ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> expected,
                    SafetensorsFile::Open(dir + "/expected.safetensors"));
   ASSIGN_OR_RETURN(SpeechModel model, LoadSpeechModelCpu(dir, SmallCache()));
+  if (ConformanceBackend().device != DeviceChoice::kCpu) {
+    // The decoder on the chosen backend (the projector stays on the CPU).
+    const std::string weights =
+        dir + (model.config.has_encoder ? "/model.safetensors" : "/decoder.safetensors");
+    ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights));
+    model.decoder.reset();
+    ASSIGN_OR_RETURN(model.decoder, CreateModelBackend(SpeechDecoderSpec(model.config), *file,
+                                                       SmallCache(), ConformanceBackend(),
+                                                       "mtla-conformance"));
+  }
   const SpeechModelConfig& config = model.config;
   const int vocab = config.vocab_size;
   const TensorInfo* info = expected->find("encoder_out");
@@ -203,8 +214,15 @@ absl::Status CheckStDir(const std::string& dir, CheckReport* report) {
     input = ArgMax(logits.data(), vocab);
     tokens.push_back(input);
   }
-  report->Compare(subject, "step_logits (prefix fill + cache)", steps, step_logits, kTolerance);
-  report->Exact(subject, "generated_ids (greedy)", tokens, generated);
+  report->Compare(subject, "step_logits (prefix fill + cache)", steps, step_logits, LogitTolerance(kTolerance));
+  if (ExactTokens()) {
+    report->Exact(subject, "generated_ids (greedy)", tokens, generated);
+  } else {
+    int same = 0;
+    for (size_t i = 0; i < tokens.size() && i < generated.size(); ++i) same += tokens[i] == generated[i];
+    std::printf("%s generated_ids (greedy) %d/%zu equal (reported, not required below fp32)\n",
+                subject.c_str(), same, generated.size());
+  }
   RETURN_IF_ERROR(runner.cache().Free(0));
   if (runner.cache().num_used_blocks() != 0) {
     report->Error(subject, absl::StrCat(runner.cache().num_used_blocks(), " cache blocks leaked"));
