@@ -4,6 +4,12 @@
 //       --prompt_len 128 --output_len 64 --json result.json
 //   mtla-bench --request_rate 4 --arrival gamma --burstiness 0.5
 //       --duration_seconds 60 --dataset prompts.jsonl --slo_ttft_ms 500
+//   mtla-bench --scenario speech --wav a.wav,b.wav --chunk_ms 100 --pace realtime
+//       --concurrency 4 --duration_seconds 30 --num_requests 0 --slo_chunk_ms 500
+//
+// --scenario text (default) drives TextGeneration/Generate; --scenario speech
+// streams WAV files to SpeechTranslation/StreamingTranslate, one stream per
+// request (tools/bench/speech_scenario.h defines its metrics).
 //
 // Closed loop (default): --concurrency requests in flight at all times.
 // Open loop (--request_rate R > 0): arrivals at R requests/s with Poisson,
@@ -19,7 +25,9 @@
 #include <cmath>
 #include <cstdio>
 #include <fstream>
+#include <memory>
 #include <thread>
+#include <vector>
 
 #include "absl/flags/flag.h"
 #include "absl/flags/parse.h"
@@ -31,12 +39,16 @@
 #include "mtla/v1/models.grpc.pb.h"
 #include "tools/bench/report.h"
 #include "tools/bench/runner.h"
+#include "tools/bench/speech_scenario.h"
+#include "tools/bench/speech_workload.h"
 #include "tools/bench/text_scenario.h"
 #include "tools/bench/workload.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051",
           "Server address (gRPC target: host:port, dns:///name:port, ...)");
-ABSL_FLAG(std::string, scenario, "text", "Benchmark scenario: text (text generation)");
+ABSL_FLAG(std::string, scenario, "text",
+          "Benchmark scenario: text (TextGeneration/Generate) | speech "
+          "(SpeechTranslation/StreamingTranslate, needs --wav)");
 ABSL_FLAG(int, num_channels, 1,
           "gRPC channels (TCP connections) to spread requests over, round robin");
 ABSL_FLAG(std::string, lb_policy, "",
@@ -65,6 +77,16 @@ ABSL_FLAG(double, top_p, 0, "Top-p (0: off)");
 ABSL_FLAG(bool, ignore_eos, true, "Generate exactly max_new_tokens, past end-of-sequence");
 ABSL_FLAG(uint64_t, seed, 0, "Seed for prompts, lengths, arrivals and sampling");
 ABSL_FLAG(double, request_timeout_seconds, 300, "Per-request deadline (0: none)");
+// Speech workload (--scenario speech).
+ABSL_FLAG(std::vector<std::string>, wav, {},
+          "Speech: WAV files, comma-separated (16-bit PCM, mono, 8000-48000 Hz); request i "
+          "streams file i mod count");
+ABSL_FLAG(int, chunk_ms, 100, "Speech: milliseconds of audio per chunk message");
+ABSL_FLAG(std::string, pace, "realtime",
+          "Speech: realtime (chunk k sent k * chunk_ms after the first) | fast (each chunk as "
+          "soon as the previous one is written)");
+ABSL_FLAG(int, beam_size, 0, "Speech: beam size (0 or 1: greedy)");
+ABSL_FLAG(int, max_tokens, 0, "Speech: at most this many tokens per segment (0: model default)");
 ABSL_FLAG(double, wait_for_ready_seconds, 30,
           "Wait this long for grpc.health.v1 SERVING before starting (0: check once)");
 // Goodput.
@@ -72,6 +94,7 @@ ABSL_FLAG(double, slo_ttft_ms, 0, "SLO on time to first token, ms (0: none)");
 ABSL_FLAG(double, slo_tpot_ms, 0, "SLO on time per output token, ms (0: none)");
 ABSL_FLAG(double, slo_itl_ms, 0, "SLO on every inter-token gap of a request, ms (0: none)");
 ABSL_FLAG(double, slo_e2e_ms, 0, "SLO on end-to-end latency, ms (0: none)");
+ABSL_FLAG(double, slo_chunk_ms, 0, "Speech: SLO on every chunk latency of a stream, ms (0: none)");
 // Output.
 ABSL_FLAG(std::string, json, "", "Write the report as JSON to this file");
 ABSL_FLAG(double, progress_interval_seconds, 1, "Progress line period on stderr (0: off)");
@@ -111,18 +134,67 @@ grpc::Status WaitForServing(const std::shared_ptr<grpc::Channel>& channel, doubl
   return last;
 }
 
+absl::StatusOr<SpeechScenarioOptions> SpeechOptions() {
+  SpeechScenarioOptions speech;
+  absl::StatusOr<Pace> pace = ParsePace(absl::GetFlag(FLAGS_pace));
+  if (!pace.ok()) return pace.status();
+  speech.pace = *pace;
+  speech.beam_size = absl::GetFlag(FLAGS_beam_size);
+  if (speech.beam_size < 0) return absl::InvalidArgumentError("--beam_size must be >= 0");
+  speech.max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  if (speech.max_tokens < 0) return absl::InvalidArgumentError("--max_tokens must be >= 0");
+  speech.request_timeout_s = absl::GetFlag(FLAGS_request_timeout_seconds);
+  return speech;
+}
+
+// The text workload needs the model's limits, so it is built after
+// Models.GetModelInfo; its errors are usage errors (exit code 2).
+absl::StatusOr<std::unique_ptr<Scenario>> MakeTextScenario(
+    const std::vector<std::shared_ptr<grpc::Channel>>& channels, const mtla::v1::ModelInfo& info,
+    uint64_t seed) {
+  ModelLimits limits;
+  limits.vocab_size = info.vocab_size();
+  limits.max_context_tokens = info.max_context_tokens();
+  limits.max_new_tokens_limit = info.max_new_tokens_limit();
+  absl::StatusOr<TextWorkload> workload =
+      absl::GetFlag(FLAGS_dataset).empty()
+          ? TextWorkload::Random({absl::GetFlag(FLAGS_prompt_len), absl::GetFlag(FLAGS_output_len),
+                                  absl::GetFlag(FLAGS_range_ratio)},
+                                 limits, seed)
+          : TextWorkload::FromJsonl(absl::GetFlag(FLAGS_dataset), absl::GetFlag(FLAGS_output_len),
+                                    limits, seed);
+  if (!workload.ok()) return workload.status();
+  TextScenarioOptions text;
+  text.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
+  text.top_k = absl::GetFlag(FLAGS_top_k);
+  text.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
+  text.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
+  text.seed = seed;
+  text.request_timeout_s = absl::GetFlag(FLAGS_request_timeout_seconds);
+  return std::make_unique<TextGenerationScenario>(channels, *std::move(workload), text);
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage(
-      "mtla-bench --address HOST:PORT [--concurrency N | --request_rate R] "
-      "[--num_requests N] [--duration_seconds S] [--json FILE] ...");
+      "mtla-bench --address HOST:PORT [--scenario text|speech] [--concurrency N | "
+      "--request_rate R] [--num_requests N] [--duration_seconds S] [--json FILE] ...\n"
+      "  text:   [--prompt_len N --output_len N | --dataset FILE.jsonl] ...\n"
+      "  speech: --wav FILE[,FILE...] [--chunk_ms 100] [--pace realtime|fast] "
+      "[--max_tokens N] [--slo_chunk_ms MS] ...\n"
+      "See docs/load-testing.md; --helpfull lists every flag.");
   std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
   if (rest.size() > 1) return Fail(absl::StrCat("unexpected argument '", rest[1], "'"), 2);
 
   const std::string address = absl::GetFlag(FLAGS_address);
-  if (absl::GetFlag(FLAGS_scenario) != "text") {
-    return Fail("--scenario must be 'text' (the speech scenario needs the speech API)", 2);
+  const std::string scenario_name = absl::GetFlag(FLAGS_scenario);
+  if (scenario_name != "text" && scenario_name != "speech") {
+    return Fail(absl::StrCat("--scenario must be text or speech, got '", scenario_name, "'"), 2);
+  }
+  const bool speech = scenario_name == "speech";
+  if (!speech && !absl::GetFlag(FLAGS_wav).empty()) {
+    return Fail("--wav is for --scenario speech", 2);
   }
   RunOptions run;
   run.num_requests = absl::GetFlag(FLAGS_num_requests);
@@ -140,6 +212,18 @@ int main(int argc, char** argv) {
   if (absl::Status s = ValidateRunOptions(run); !s.ok()) return Fail(std::string(s.message()), 2);
   const int num_channels = absl::GetFlag(FLAGS_num_channels);
   if (num_channels < 1) return Fail("--num_channels must be >= 1", 2);
+  // Speech flags and WAV files are checked before anything is contacted.
+  std::unique_ptr<SpeechWorkload> speech_workload;
+  SpeechScenarioOptions speech_options;
+  if (speech) {
+    absl::StatusOr<SpeechScenarioOptions> options = SpeechOptions();
+    if (!options.ok()) return Fail(std::string(options.status().message()), 2);
+    speech_options = *options;
+    absl::StatusOr<SpeechWorkload> workload =
+        SpeechWorkload::FromWavFiles(absl::GetFlag(FLAGS_wav), absl::GetFlag(FLAGS_chunk_ms));
+    if (!workload.ok()) return Fail(std::string(workload.status().message()), 2);
+    speech_workload = std::make_unique<SpeechWorkload>(*std::move(workload));
+  }
 
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < num_channels; ++i) {
@@ -167,31 +251,18 @@ int main(int argc, char** argv) {
     grpc::Status s = models->GetModelInfo(&context, mtla::v1::GetModelInfoRequest(), &info);
     if (!s.ok()) return Fail(absl::StrCat("Models.GetModelInfo: ", s.error_message()));
   }
-  ModelLimits limits;
-  limits.vocab_size = info.vocab_size();
-  limits.max_context_tokens = info.max_context_tokens();
-  limits.max_new_tokens_limit = info.max_new_tokens_limit();
-
-  absl::StatusOr<TextWorkload> workload =
-      absl::GetFlag(FLAGS_dataset).empty()
-          ? TextWorkload::Random({absl::GetFlag(FLAGS_prompt_len), absl::GetFlag(FLAGS_output_len),
-                                  absl::GetFlag(FLAGS_range_ratio)},
-                                 limits, run.seed)
-          : TextWorkload::FromJsonl(absl::GetFlag(FLAGS_dataset), absl::GetFlag(FLAGS_output_len),
-                                    limits, run.seed);
-  if (!workload.ok()) return Fail(std::string(workload.status().message()), 2);
-
-  TextScenarioOptions text;
-  text.temperature = static_cast<float>(absl::GetFlag(FLAGS_temperature));
-  text.top_k = absl::GetFlag(FLAGS_top_k);
-  text.top_p = static_cast<float>(absl::GetFlag(FLAGS_top_p));
-  text.ignore_eos = absl::GetFlag(FLAGS_ignore_eos);
-  text.seed = run.seed;
-  text.request_timeout_s = absl::GetFlag(FLAGS_request_timeout_seconds);
-  TextGenerationScenario scenario(channels, *std::move(workload), text);
+  std::unique_ptr<Scenario> scenario;
+  if (speech) {
+    scenario = std::make_unique<SpeechTranslationScenario>(channels, std::move(*speech_workload),
+                                                           speech_options);
+  } else {
+    absl::StatusOr<std::unique_ptr<Scenario>> text = MakeTextScenario(channels, info, run.seed);
+    if (!text.ok()) return Fail(std::string(text.status().message()), 2);
+    scenario = *std::move(text);
+  }
 
   ReportInput input;
-  input.scenario = scenario.name();
+  input.scenario = scenario->name();
   input.target = address;
   input.model = {{"name", info.name()},
                  {"architecture", info.architecture()},
@@ -214,8 +285,8 @@ int main(int argc, char** argv) {
                   run.num_requests > 0 ? absl::StrCat(run.num_requests, " requests") : "",
                   run.num_requests > 0 && run.duration_s > 0 ? ", " : "",
                   run.duration_s > 0 ? absl::StrCat(run.duration_s, " s") : "");
-  input.workload = scenario.Describe();
-  input.metrics = scenario.Metrics();
+  input.workload = scenario->Describe();
+  input.metrics = scenario->Metrics();
   auto add_slo = [&](double ms, const char* series, const char* name) {
     if (ms > 0) input.slos.push_back({series, name, ms / 1e3, 1e3});
   };
@@ -223,6 +294,7 @@ int main(int argc, char** argv) {
   add_slo(absl::GetFlag(FLAGS_slo_tpot_ms), "tpot_s", "tpot_ms");
   add_slo(absl::GetFlag(FLAGS_slo_itl_ms), "itl_s", "itl_ms");
   add_slo(absl::GetFlag(FLAGS_slo_e2e_ms), "e2e_s", "e2e_ms");
+  add_slo(absl::GetFlag(FLAGS_slo_chunk_ms), "chunk_latency_s", "chunk_latency_ms");
   input.config = {{"address", address},
                   {"num_channels", num_channels},
                   {"lb_policy", absl::GetFlag(FLAGS_lb_policy)},
@@ -236,12 +308,14 @@ int main(int argc, char** argv) {
                   {"max_concurrency", run.max_concurrency},
                   {"drain_timeout_seconds", run.drain_timeout_s},
                   {"warmup_requests", absl::GetFlag(FLAGS_warmup_requests)},
-                  {"prompt_len", absl::GetFlag(FLAGS_prompt_len)},
-                  {"output_len", absl::GetFlag(FLAGS_output_len)},
-                  {"range_ratio", absl::GetFlag(FLAGS_range_ratio)},
-                  {"dataset", absl::GetFlag(FLAGS_dataset)},
                   {"seed", run.seed},
-                  {"scenario", scenario.Config()}};
+                  {"scenario", scenario->Config()}};
+  if (!speech) {
+    input.config["prompt_len"] = absl::GetFlag(FLAGS_prompt_len);
+    input.config["output_len"] = absl::GetFlag(FLAGS_output_len);
+    input.config["range_ratio"] = absl::GetFlag(FLAGS_range_ratio);
+    input.config["dataset"] = absl::GetFlag(FLAGS_dataset);
+  }
 
   if (const int warmup = absl::GetFlag(FLAGS_warmup_requests); warmup > 0) {
     std::fprintf(stderr, "mtla-bench: %d warm-up requests\n", warmup);
@@ -250,12 +324,12 @@ int main(int argc, char** argv) {
     w.concurrency = std::max(1, std::min(warmup, run.request_rate > 0 ? 1 : run.concurrency));
     w.drain_timeout_s = run.drain_timeout_s;
     w.progress_interval_s = 0;
-    Run(scenario, w);
+    Run(*scenario, w);
   }
 
   std::fprintf(stderr, "mtla-bench: %s against %s: %s\n", input.scenario.c_str(), address.c_str(),
                input.load.c_str());
-  RunResult result = Run(scenario, run);
+  RunResult result = Run(*scenario, run);
   Report report = BuildReport(input, result);
   std::fputs(FormatTable(input, report).c_str(), stdout);
   std::fflush(stdout);

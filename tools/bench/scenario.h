@@ -6,12 +6,10 @@
 // progress, cancellation) and the report (percentiles, goodput, errors, JSON)
 // know nothing about the RPC: they iterate over Metrics().
 //
-// Adding the speech-translation scenario (once the speech API exists) means
-// one new class: a Scenario whose Start() streams WAV chunks of a given size at
-// real-time pace or as fast as possible on one bidirectional call, and fills
-// series "chunk_latency_s" (one sample per response to a chunk) and "rtf"
-// (processing time / audio duration), plus "ttft_s" and "e2e_s"; Metrics()
-// lists them, and main.cc selects it with --scenario=speech.
+// Two scenarios exist: text generation (text_scenario.h) and streaming
+// speech translation (speech_scenario.h, with series "chunk_latency_s",
+// "rtf", "ttft_s", "final_after_audio_s" and "e2e_s"); main.cc selects one
+// with --scenario. Another RPC plugs in as one more Scenario class.
 #ifndef MTLA_TOOLS_BENCH_SCENARIO_H_
 #define MTLA_TOOLS_BENCH_SCENARIO_H_
 
