@@ -10,7 +10,7 @@ PACKAGES=(
   libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc
   libgtest-dev libgmock-dev libbenchmark-dev
-  libopenblas-openmp-dev
+  libopenblas-openmp-dev libdnnl-dev
   prometheus-cpp-dev prometheus
   nlohmann-json3-dev
   sentencepiece

@@ -8,6 +8,9 @@
 #include "engine/common/status_macros.h"
 #include "engine/model/weight_loading.h"
 #include "kernels/cpu/cpu_ops.h"
+#ifdef MTLA_HAVE_ONEDNN
+#include "kernels/cpu/packed_linear.h"
+#endif
 
 namespace mtla {
 namespace {
@@ -40,6 +43,9 @@ absl::StatusOr<std::unique_ptr<CpuModelBackend>> CpuModelBackend::Create(
   if (!spec.names.lm_head.empty()) {
     ASSIGN_OR_RETURN(backend->lm_head_, file.ReadFloat(spec.names.lm_head, {spec.vocab_size, e}));
   }
+  backend->packed_head_ = PackWeights(
+      backend->lm_head_.empty() ? backend->embed_tokens_.data() : backend->lm_head_.data(),
+      spec.vocab_size, e);
   ASSIGN_OR_RETURN(backend->final_norm_, LoadNorm(file, spec.names.final_norm, e, layer_norm));
   const int64_t max_slots =
       (spec.max_context_tokens + spec.attention.down_rate - 1) / spec.attention.down_rate;
@@ -138,14 +144,14 @@ void CpuModelBackend::DecoderLayer(int l, const std::vector<cpu::SequenceChunk>&
   };
   auto mlp = [&](const float* in, float* out) {
     const int f = s.intermediate_size;
-    cpu::Linear(in, n, e, w.mlp_in.weight.data(), w.mlp_in.bias_or_null(), f, mlp_a_.data());
+    w.mlp_in.Apply(in, n, mlp_a_.data());
     if (s.mlp == MlpKind::kSwiGlu) {
-      cpu::Linear(in, n, e, w.mlp_up.weight.data(), w.mlp_up.bias_or_null(), f, mlp_b_.data());
+      w.mlp_up.Apply(in, n, mlp_b_.data());
       cpu::SiluMul(mlp_a_.data(), mlp_b_.data(), n, f, mlp_a_.data(), f, f, f);
     } else {
       cpu::Relu(mlp_a_.data(), n * f);
     }
-    cpu::Linear(mlp_a_.data(), n, f, w.mlp_out.weight.data(), w.mlp_out.bias_or_null(), e, out);
+    w.mlp_out.Apply(mlp_a_.data(), n, out);
   };
   float* x = hidden_.data();
   const cpu::PagedCacheView cache = CacheView(l);
@@ -241,6 +247,12 @@ absl::Status CpuModelBackend::Forward(const StepPlan& plan, std::vector<float>* 
   }
   logits->resize(rows * s.vocab_size);
   const float* head = lm_head_.empty() ? embed_tokens_.data() : lm_head_.data();
+#ifdef MTLA_HAVE_ONEDNN
+  if (packed_head_ != nullptr &&
+      packed_head_->Apply(selected_.data(), rows, nullptr, logits->data())) {
+    return absl::OkStatus();
+  }
+#endif
   cpu::Linear(selected_.data(), rows, e, head, nullptr, s.vocab_size, logits->data());
   return absl::OkStatus();
 }

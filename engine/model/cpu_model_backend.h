@@ -62,6 +62,7 @@ class CpuModelBackend : public ModelBackend {
   std::vector<float> cache_;
   std::vector<float> embed_tokens_;  // [vocab, E]
   std::vector<float> lm_head_;       // [vocab, E]; empty when tied
+  std::shared_ptr<const cpu::PackedLinear> packed_head_;  // the output projection; may be null
   NormWeights final_norm_;
   std::vector<MtlaAttentionLayer> attention_;
   std::vector<DecoderLayerWeights> layers_;

@@ -105,12 +105,11 @@ void MtlaAttentionLayer::ProjectAndAppend(const float* x, const int32_t* positio
   const int r = c.kv_lora_rank;
   const int width = c.slot_width();
   float* kv = ws->kv.data();
-  cpu::Linear(x, n, c.embed_dim, w_.wkv_a.weight.data(), w_.wkv_a.bias_or_null(), width, kv);
+  w_.wkv_a.Apply(x, n, kv);
   cpu::LayerNorm(kv, n, r, w_.kv_norm.weight.data(), w_.kv_norm.bias.data(), c.layer_norm_eps, kv,
                  width, width);
   rope_.Apply(kv + r, n, width, /*heads=*/1, 0, positions);
-  cpu::Linear(kv, n, r, w_.fc_p.weight.data(), w_.fc_p.bias_or_null(), c.hypernet_rank,
-              ws->hyper_p.data(), /*ldx=*/width);
+  w_.fc_p.Apply(kv, n, ws->hyper_p.data(), /*ldx=*/width);
   cpu::MtlaAppendParams append;
   append.cache = cache;
   append.chunks = chunks;
@@ -152,15 +151,13 @@ void MtlaAttentionLayer::Forward(const float* x, const int32_t* positions,
   // Queries [N, H, dn + dR].
   float* q = ws->q.data();
   if (c.q_lora_rank == 0) {
-    cpu::Linear(x, n, c.embed_dim, w_.wq.weight.data(), w_.wq.bias_or_null(), heads * qk, q);
+    w_.wq.Apply(x, n, q);
   } else {
     float* q_low = q + n * heads * qk;
-    cpu::Linear(x, n, c.embed_dim, w_.wq_a.weight.data(), w_.wq_a.bias_or_null(), c.q_lora_rank,
-                q_low);
+    w_.wq_a.Apply(x, n, q_low);
     cpu::LayerNorm(q_low, n, c.q_lora_rank, w_.q_norm.weight.data(), w_.q_norm.bias.data(),
                    c.layer_norm_eps, q_low);
-    cpu::Linear(q_low, n, c.q_lora_rank, w_.wq_b.weight.data(), w_.wq_b.bias_or_null(),
-                heads * qk, q);
+    w_.wq_b.Apply(q_low, n, q);
   }
   rope_.Apply(q + dn, n, heads * qk, heads, qk, positions);
 
@@ -204,8 +201,7 @@ void MtlaAttentionLayer::Forward(const float* x, const int32_t* positions,
               w_.w_uv.data() + static_cast<size_t>(h) * dv * r, r, 0.0f, heads_out + h * dv,
               heads * dv);
   }
-  cpu::Linear(heads_out, n, heads * dv, w_.wo.weight.data(), w_.wo.bias_or_null(), c.embed_dim,
-              out);
+  w_.wo.Apply(heads_out, n, out);
 }
 
 }  // namespace mtla

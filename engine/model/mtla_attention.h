@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <memory>
 #include <vector>
 
 #include "absl/status/statusor.h"
@@ -14,14 +15,25 @@
 #include "kernels/cpu/mtla_cpu.h"
 
 namespace mtla {
+namespace cpu {
+class PackedLinear;
+}  // namespace cpu
+
 
 // A dense layer: weight [out, in] row-major, optional bias [out].
 struct LinearWeights {
-  std::vector<float> weight;
-  std::vector<float> bias;  // empty when absent
+  std::vector<float> weight;  // row-major [out, in]
+  std::vector<float> bias;    // empty when absent
   int in = 0;
   int out = 0;
+  // The same weights pre-packed for oneDNN's matmul (PackLinear); null without
+  // oneDNN. Apply prefers it.
+  std::shared_ptr<const cpu::PackedLinear> packed;
   const float* bias_or_null() const { return bias.empty() ? nullptr : bias.data(); }
+  // y[n, out] = x[n, in] W^T (+ bias), or y += ... when `accumulate`; row
+  // strides as cpu::Linear. Packed weights when present, else OpenBLAS.
+  void Apply(const float* x, int64_t n, float* y, int64_t ldx = 0, int64_t ldy = 0,
+             bool accumulate = false) const;
 };
 
 struct NormWeights {

@@ -2,6 +2,7 @@
 #ifndef MTLA_ENGINE_MODEL_WEIGHT_LOADING_H_
 #define MTLA_ENGINE_MODEL_WEIGHT_LOADING_H_
 
+#include <memory>
 #include <string>
 
 #include "absl/status/statusor.h"
@@ -12,7 +13,13 @@ namespace mtla {
 
 enum class BiasMode { kNone, kOptional, kRequired };
 
-// "<name>.weight" of shape [out, in], and "<name>.bias" [out] per `bias`.
+// Pre-packs row-major [out, in] weights for oneDNN's matmul; null when oneDNN
+// is not compiled in, rejects the shape, or the environment sets
+// MTLA_LINEAR=openblas (callers then use OpenBLAS).
+std::shared_ptr<const cpu::PackedLinear> PackWeights(const float* weight, int out, int in);
+
+// "<name>.weight" of shape [out, in], and "<name>.bias" [out] per `bias`;
+// the weights are also packed (PackWeights).
 absl::StatusOr<LinearWeights> LoadLinear(const SafetensorsFile& file, const std::string& name,
                                          int in, int out, BiasMode bias);
 // "<name>.weight" [dim], and "<name>.bias" [dim] when `with_bias`.

@@ -1,5 +1,6 @@
 #include "kernels/cuda/cuda_status.h"
 
+#include <filesystem>
 #include <string>
 
 #include "absl/strings/str_cat.h"
@@ -28,6 +29,13 @@ absl::Status LaunchStatus(const char* kernel) {
 }
 
 absl::StatusOr<int> UsableDeviceCount() {
+  // Without the NVIDIA kernel driver the runtime can spend seconds failing;
+  // answer at once (tests skip per case, hundreds of processes).
+  if (!std::filesystem::exists("/dev/nvidiactl") &&
+      !std::filesystem::exists("/proc/driver/nvidia/version")) {
+    return absl::UnavailableError(
+        "no NVIDIA driver (neither /dev/nvidiactl nor /proc/driver/nvidia/version exists)");
+  }
   int count = 0;
   const cudaError_t error = cudaGetDeviceCount(&count);
   if (error != cudaSuccess) {

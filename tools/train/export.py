@@ -8,7 +8,9 @@ Writes into --out:
   config.json          fairseq argument layout (what mtla-server loads)
   model.safetensors    the weights in float16
   spm.model            the SentencePiece model (fairseq ids: <s> 0, <pad> 1, </s> 2, <unk> 3)
-  sample.wav           held-out test utterance N (the README's demo input)
+  sample.wav           a held-out test utterance (the README's demo input): the
+                       first one the model translates exactly, unless
+                       --sample-index picks one
   sample.txt           its English text and reference German translation
   expected.safetensors what the PyTorch model computes on sample.wav with the
                        float16-rounded weights in float32: input.pcm16,
@@ -45,6 +47,16 @@ def load_fp16_rounded(checkpoint_path):
     return model.eval()
 
 
+def first_exact_match(model, test, data_dir, spm_model):
+    """Index of the first test utterance whose greedy translation is exact (0 if none)."""
+    _, feats = corpus.load_features(os.path.join(data_dir, "feat_test"))
+    for i, (utterance, f) in enumerate(zip(test, feats)):
+        tokens = model.decode_greedy(torch.from_numpy(np.array(f)))["tokens"][:-1]
+        if corpus.decode_pieces(spm_model, [tokens])[0] == utterance["german"]:
+            return i
+    return 0
+
+
 def read_pcm16(path):
     with wave.open(path, "rb") as w:
         if w.getsampwidth() != 2 or w.getnchannels() != 1:
@@ -58,7 +70,8 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--features-binary", default="build/bin/mtla-features")
-    parser.add_argument("--sample-index", type=int, default=0)
+    parser.add_argument("--sample-index", type=int, default=-1,
+                        help="test utterance for sample.wav (default: first exact match)")
     args = parser.parse_args()
 
     model = load_fp16_rounded(args.checkpoint)
@@ -72,7 +85,10 @@ def main():
     shutil.copyfile(os.path.join(args.data, "spm.model"), os.path.join(args.out, "spm.model"))
 
     test = corpus.read_utterances(os.path.join(args.data, "test.tsv"))
-    sample = test[args.sample_index]
+    index = args.sample_index
+    if index < 0:
+        index = first_exact_match(model, test, args.data, os.path.join(args.out, "spm.model"))
+    sample = test[index]
     wav_out = os.path.join(args.out, "sample.wav")
     shutil.copyfile(sample["wav"], wav_out)
     with open(os.path.join(args.out, "sample.txt"), "w", encoding="utf-8") as f:
@@ -102,7 +118,7 @@ def main():
                                 "max_len_b": str(MAX_LEN_B), "len_penalty": "1.0",
                                 "normalize_scores": "True", "min_top1_margin": f"{margin:.6f}"})
     text = corpus.decode_pieces(os.path.join(args.out, "spm.model"), [result["tokens"][:-1]])[0]
-    print(f"exported {args.out}: model.safetensors {size / 1e6:.1f} MB of weights; "
+    print(f"exported {args.out}: test utterance {index} as sample.wav; model.safetensors {size / 1e6:.1f} MB of weights; "
           f"sample '{sample['english']}' -> '{text}' (reference '{sample['german']}'), "
           f"greedy top-1 margin {margin:.4f}")
 
