@@ -2,6 +2,8 @@
 
 #include <map>
 #include <mutex>
+#include <optional>
+#include <string_view>
 #include <tuple>
 #include <unordered_map>
 #include <utility>
@@ -51,7 +53,9 @@ struct PackedLinear::State {
   dnnl::memory weights;  // packed, owned by oneDNN
   std::mutex mu;
   using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool>;  // n, ldx, ldy, bias, accumulate
-  std::map<Key, dnnl::matmul> primitives;  // guarded by mu
+  // nullopt: oneDNN has only its slow reference kernel for this shape (e.g.
+  // strided rows with blocked weights); Apply then declines.
+  std::map<Key, std::optional<dnnl::matmul>> primitives;  // guarded by mu
 };
 
 PackedLinear::PackedLinear(int out, int in, std::unique_ptr<State> state)
@@ -94,13 +98,14 @@ bool PackedLinear::Apply(const float* x, int64_t n, const float* bias, float* y,
       std::lock_guard<std::mutex> lock(state_->mu);
       auto it = state_->primitives.find(key);
       if (it == state_->primitives.end()) {
-        it = state_->primitives
-                 .emplace(key, dnnl::matmul(MakeDesc(n, in_, out_, ldx, ldy,
-                                                     state_->weights.get_desc(), bias != nullptr,
-                                                     accumulate)))
-                 .first;
+        dnnl::matmul::primitive_desc desc = MakeDesc(
+            n, in_, out_, ldx, ldy, state_->weights.get_desc(), bias != nullptr, accumulate);
+        std::optional<dnnl::matmul> made;
+        if (std::string_view(desc.impl_info_str()).substr(0, 4) != "ref:") made.emplace(desc);
+        it = state_->primitives.emplace(key, std::move(made)).first;
       }
-      primitive = it->second;
+      if (!it->second.has_value()) return false;
+      primitive = *it->second;
     }
     const dnnl::engine& engine = CpuEngine();
     dnnl::memory src({{n, in_}, dt::f32, dnnl::memory::dims{ldx, 1}}, engine,

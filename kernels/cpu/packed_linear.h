@@ -33,8 +33,9 @@ class PackedLinear {
 
   // y[n, out] = x[n, in] W^T (+ bias[out] when non-null), or y += ... when
   // `accumulate`. Row strides ldx >= in and ldy >= out (0: dense). Returns
-  // false (writing nothing) only if oneDNN cannot run this shape; the caller
-  // then uses the unpacked weights.
+  // false (writing nothing) when oneDNN cannot run this shape with an
+  // optimized kernel (it would fall back to its slow reference code, e.g. for
+  // strided rows); the caller then uses the unpacked weights.
   bool Apply(const float* x, int64_t n, const float* bias, float* y, int64_t ldx = 0,
              int64_t ldy = 0, bool accumulate = false) const;
 

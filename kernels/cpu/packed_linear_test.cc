@@ -63,8 +63,13 @@ TEST(PackedLinearTest, MatchesOpenBlasLinear) {
     absl::StatusOr<std::shared_ptr<const PackedLinear>> packed =
         PackedLinear::Create(w.data(), s.out, s.in);
     ASSERT_TRUE(packed.ok()) << packed.status();
-    ASSERT_TRUE((*packed)->Apply(x.data(), s.n, s.bias ? bias.data() : nullptr, got.data(), ldx,
-                                 ldy, s.accumulate));
+    if (!(*packed)->Apply(x.data(), s.n, s.bias ? bias.data() : nullptr, got.data(), ldx, ldy,
+                          s.accumulate)) {
+      // Declined (no optimized oneDNN kernel for this shape): nothing written.
+      EXPECT_EQ(got, y0);
+      EXPECT_TRUE(s.pad_x != 0 || s.pad_y != 0) << "a dense shape must run on oneDNN";
+      continue;
+    }
     EXPECT_LT(RelativeError(got, want), 1e-5);
     // Padding between rows is never written.
     for (int64_t i = 0; i < s.n; ++i) {
