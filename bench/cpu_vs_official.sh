@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Decode speed of the CPU backend next to the paper's official PyTorch code,
 # measured one after the other on this machine (the paper's ST decoder dims,
-# random weights, 100 prefix frames, batch 1 and 32), with the ratio.
+# random weights, 100 prefix frames, batch 1 and 32), with the ratio; ours runs
+# twice: linear layers on oneDNN (the default) and on OpenBLAS
+# (MTLA_LINEAR=openblas).
 #
 #   bench/cpu_vs_official.sh [MIRROR_GIT_DIR]
 #
@@ -17,20 +19,23 @@ git -C "$mirror" show HEAD:mtla/MTLA.py > "$out/MTLA.py"
   --batch 1 32 --repeats 5 --wait-idle 60 --json "$out/official.json" >&2
 ./build/bin/mtla_decode_bench --benchmark_filter='context:100/' \
   --benchmark_format=json --benchmark_out="$out/ours.json" >/dev/null
-/usr/bin/python3 - "$out/official.json" "$out/ours.json" <<'PY'
+MTLA_LINEAR=openblas ./build/bin/mtla_decode_bench --benchmark_filter='context:100/' \
+  --benchmark_format=json --benchmark_out="$out/ours_openblas.json" >/dev/null
+/usr/bin/python3 - "$out/official.json" "$out/ours.json" "$out/ours_openblas.json" <<'PY'
 import json, sys
 official = json.load(open(sys.argv[1]))
-ours = json.load(open(sys.argv[2]))
+ours, openblas = json.load(open(sys.argv[2])), json.load(open(sys.argv[3]))
 def official_tps(batch):
     return official["batches"][str(batch)]["median_tok_per_s"]
-def ours_tps(batch):
-    for b in ours["benchmarks"]:
+def median_tps(run, batch):
+    for b in run["benchmarks"]:
         if b.get("aggregate_name") == "median" and f"batch:{batch}/context:100/" in b["name"]:
             return b["tokens_per_s"]
-print("| batch | official PyTorch tok/s (median) | CPU backend tok/s (median) | ratio |")
-print("|---|---|---|---|")
+print("| batch | official PyTorch tok/s | CPU backend (oneDNN) tok/s | ratio "
+      "| CPU backend (OpenBLAS only) tok/s | ratio |")
+print("|---|---|---|---|---|---|")
 for batch in (1, 32):
-    o, c = official_tps(batch), ours_tps(batch)
-    print(f"| {batch} | {o:.1f} | {c:.1f} | {c / o:.1f}x |")
+    o, c, b = official_tps(batch), median_tps(ours, batch), median_tps(openblas, batch)
+    print(f"| {batch} | {o:.1f} | {c:.1f} | {c / o:.1f}x | {b:.1f} | {b / o:.1f}x |")
 PY
 rm -rf "$out"

@@ -28,20 +28,6 @@
 namespace mtla {
 namespace {
 
-MtlaAttentionConfig PaperAttention(int down_rate) {
-  MtlaAttentionConfig a;
-  a.embed_dim = 512;
-  a.num_heads = 8;
-  a.kv_lora_rank = 256;
-  a.qk_rope_head_dim = 32;
-  a.qk_nope_head_dim = 64;
-  a.v_head_dim = 64;
-  a.down_rate = down_rate;
-  a.hypernet_rank = 64;
-  a.rope_style = RopeStyle::kInterleaved;
-  return a;
-}
-
 constexpr int kBlockSlots = 16;
 constexpr int kLayers = 9;
 
@@ -82,7 +68,7 @@ int Run(int context, double budget_mib, const std::string& dtype) {
   const int batches[] = {1, 8, 32, 64, 128, 256};
   for (int s = 1; s <= 4; ++s) {
     const DecoderSpec spec =
-        FairseqMtlaDecoderSpec(PaperAttention(s), 2048, kLayers, 8000, context + 64);
+        FairseqMtlaDecoderSpec(PaperDecoderAttention(s), 2048, kLayers, 8000, context + 64);
     const std::string path = (std::filesystem::temp_directory_path() /
                               ("mtla_cuda_step_bench_s" + std::to_string(s) + ".safetensors"))
                                  .string();

@@ -22,20 +22,6 @@
 namespace mtla {
 namespace {
 
-MtlaAttentionConfig PaperAttention(int down_rate) {
-  MtlaAttentionConfig a;
-  a.embed_dim = 512;
-  a.num_heads = 8;
-  a.kv_lora_rank = 256;
-  a.qk_rope_head_dim = 32;
-  a.qk_nope_head_dim = 64;
-  a.v_head_dim = 64;
-  a.down_rate = down_rate;
-  a.hypernet_rank = 64;
-  a.rope_style = RopeStyle::kInterleaved;
-  return a;
-}
-
 constexpr int kMaxContext = 8192;
 constexpr int kBlockSlots = 16;
 
@@ -56,7 +42,8 @@ const SafetensorsFile& PaperCheckpoint(const DecoderSpec& spec) {
 void BM_DecodeStep(benchmark::State& state) {
   const int batch = static_cast<int>(state.range(0));
   const int context = static_cast<int>(state.range(1));
-  const DecoderSpec spec = FairseqMtlaDecoderSpec(PaperAttention(2), 2048, 9, 8000, kMaxContext);
+  const DecoderSpec spec =
+      FairseqMtlaDecoderSpec(PaperDecoderAttention(2), 2048, 9, 8000, kMaxContext);
   const KvCacheGeometry probe{spec.num_layers, 256, 32, 2, kBlockSlots};
   // Room for the context plus every timed step.
   const int blocks = static_cast<int>(batch * probe.BlocksForTokens(context + 2048));

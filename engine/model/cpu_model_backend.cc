@@ -175,15 +175,8 @@ void CpuModelBackend::DecoderLayer(int l, const std::vector<cpu::SequenceChunk>&
 
 absl::Status CpuModelBackend::FillPrefix(const std::vector<BlockId>& block_table, int64_t start,
                                          const float* rows, int64_t num_rows) {
-  if (start + num_rows > spec_.max_context_tokens) {
-    return absl::OutOfRangeError(absl::StrCat("prefix reaches ", start + num_rows,
-                                              " tokens; the model serves at most ",
-                                              spec_.max_context_tokens));
-  }
-  if (static_cast<int64_t>(block_table.size()) * geometry_.block_slots <
-      geometry_.SlotsForTokens(start + num_rows)) {
-    return absl::InternalError("prefix: block table does not cover the prefix");
-  }
+  RETURN_IF_ERROR(CheckPrefixFill(geometry_, spec_.max_context_tokens, block_table.size(), start,
+                                  num_rows));
   std::vector<int32_t> positions(num_rows);
   for (int64_t i = 0; i < num_rows; ++i) positions[i] = static_cast<int32_t>(start + i);
   const cpu::SequenceChunk chunk{block_table.data(), start, static_cast<int>(num_rows), 0};

@@ -617,15 +617,8 @@ absl::Status CudaModelBackend::Forward(const StepPlan& plan, std::vector<float>*
 
 absl::Status CudaModelBackend::FillPrefix(const std::vector<BlockId>& block_table, int64_t start,
                                           const float* rows, int64_t num_rows) {
-  if (start + num_rows > spec_.max_context_tokens) {
-    return absl::OutOfRangeError(absl::StrCat("prefix reaches ", start + num_rows,
-                                              " tokens; the model serves at most ",
-                                              spec_.max_context_tokens));
-  }
-  if (static_cast<int64_t>(block_table.size()) * geometry_.block_slots <
-      geometry_.SlotsForTokens(start + num_rows)) {
-    return absl::InternalError("prefix: block table does not cover the prefix");
-  }
+  RETURN_IF_ERROR(CheckPrefixFill(geometry_, spec_.max_context_tokens, block_table.size(), start,
+                                  num_rows));
   const int e = spec_.hidden_size;
   // Pieces of at most max_step_tokens rows; slots merge in order across pieces.
   for (int64_t done = 0; done < num_rows; done += options_.max_step_tokens) {

@@ -1,5 +1,7 @@
 #include "engine/model/step_plan.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace mtla {
 
 void StepPlan::Add(const std::vector<BlockId>* block_table, int64_t start, const int32_t* ids,
@@ -17,6 +19,20 @@ void StepPlan::Add(const std::vector<BlockId>* block_table, int64_t start, const
     }
   }
   sequences.push_back(seq);
+}
+
+absl::Status CheckPrefixFill(const KvCacheGeometry& geometry, int64_t max_context_tokens,
+                             size_t block_table_size, int64_t start, int64_t num_rows) {
+  if (start + num_rows > max_context_tokens) {
+    return absl::OutOfRangeError(absl::StrCat("prefix reaches ", start + num_rows,
+                                              " tokens; the model serves at most ",
+                                              max_context_tokens));
+  }
+  if (static_cast<int64_t>(block_table_size) * geometry.block_slots <
+      geometry.SlotsForTokens(start + num_rows)) {
+    return absl::InternalError("prefix: block table does not cover the prefix");
+  }
+  return absl::OkStatus();
 }
 
 }  // namespace mtla

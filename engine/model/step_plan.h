@@ -6,6 +6,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "absl/status/status.h"
 #include "engine/kv_cache/kv_cache_geometry.h"
 
 namespace mtla {
@@ -28,6 +29,12 @@ struct StepPlan {
   void Add(const std::vector<BlockId>* block_table, int64_t start, const int32_t* ids, int count,
            bool want_last_logits, bool want_all_logits = false);
 };
+
+// What every backend checks before FillPrefix(block_table, start, rows): the
+// prefix ends within `max_context_tokens` (OutOfRange) and the block table
+// covers it (Internal: a scheduler bug).
+absl::Status CheckPrefixFill(const KvCacheGeometry& geometry, int64_t max_context_tokens,
+                             size_t block_table_size, int64_t start, int64_t num_rows);
 
 }  // namespace mtla
 

@@ -91,4 +91,18 @@ std::map<std::string, NamedTensor> RandomDecoderWeights(const DecoderSpec& spec,
   return out;
 }
 
+MtlaAttentionConfig PaperDecoderAttention(int down_rate) {
+  MtlaAttentionConfig a;
+  a.embed_dim = 512;
+  a.num_heads = 8;
+  a.kv_lora_rank = 256;
+  a.qk_rope_head_dim = 32;
+  a.qk_nope_head_dim = 64;
+  a.v_head_dim = 64;
+  a.down_rate = down_rate;
+  a.hypernet_rank = 64;
+  a.rope_style = RopeStyle::kInterleaved;
+  return a;
+}
+
 }  // namespace mtla

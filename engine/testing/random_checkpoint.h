@@ -29,6 +29,11 @@ absl::Status WriteSafetensors(const std::string& path,
 std::map<std::string, NamedTensor> RandomDecoderWeights(const DecoderSpec& spec, uint64_t seed,
                                                         float scale = 0.05f);
 
+// The paper's speech-translation decoder attention (E 512, 8 heads, r 256,
+// dR 32, dn = dv = 64, hypernetwork rank 64, interleaved RoPE) at `down_rate`:
+// the dims the benchmarks use.
+MtlaAttentionConfig PaperDecoderAttention(int down_rate);
+
 }  // namespace mtla
 
 #endif  // MTLA_ENGINE_TESTING_RANDOM_CHECKPOINT_H_
