@@ -8,7 +8,15 @@ features feat_{train,dev}.f32/.tsv from mtla-features, and spm.model.
 CKPT_DIR/checkpoint.pt is written after every epoch (model, optimizer,
 schedule, epoch, dims); a rerun with the same arguments resumes from it, and
 the run is deterministic per epoch (batch order and augmentation draw from
-seed + epoch). CKPT_DIR/log.tsv gets one line per epoch. On a CUDA machine the
+seed + epoch). CKPT_DIR/log.tsv gets one line per epoch.
+
+Loss: label-smoothed cross-entropy of the German tokens plus, with weight
+--ctc-weight, a CTC loss of the English words on the encoder output (a
+training-only linear head over the English word list, blank 0; not exported).
+The CTC term teaches the encoder to align with the speech early, so the
+decoder learns to read the prefix instead of acting as a language model. A
+checkpoint written without the CTC head resumes with a fresh head and a fresh
+optimizer state. On a CUDA machine the
 same script runs on the GPU (--device auto picks it).
 """
 import argparse
@@ -27,12 +35,13 @@ from st_model import EOS, PAD, ModelDims, SpeechTranslationModel
 
 
 def load_split(data_dir, split, spm_model):
+    """-> features, German piece ids, English word lists."""
     utterances = corpus.read_utterances(os.path.join(data_dir, f"{split}.tsv"))
     paths, feats = corpus.load_features(os.path.join(data_dir, f"feat_{split}"))
     if paths != [u["wav"] for u in utterances]:
         raise RuntimeError(f"feat_{split}.tsv and {split}.tsv list different files")
     ids = corpus.encode_pieces(spm_model, [u["german"] for u in utterances])
-    return feats, ids
+    return feats, ids, [u["english"].split() for u in utterances]
 
 
 def make_batches(feats, max_frames, rng):
@@ -52,8 +61,9 @@ def make_batches(feats, max_frames, rng):
     return batches
 
 
-def collate(indices, feats, ids, rng=None):
-    """Zero-padded features, decoder inputs [EOS, y...] and targets [y..., EOS]."""
+def collate(indices, feats, ids, words=None, word_ids=None, rng=None):
+    """Zero-padded features, decoder inputs [EOS, y...] and targets [y..., EOS];
+    with `words`, also the concatenated English word ids and their counts (CTC)."""
     b = len(indices)
     t_feat = max(feats[i].shape[0] for i in indices)
     t_tok = max(len(ids[i]) for i in indices) + 1
@@ -72,7 +82,12 @@ def collate(indices, feats, ids, rng=None):
         inputs[row, :len(seq) + 1] = torch.tensor([EOS] + seq)
         targets[row, :len(seq) + 1] = torch.tensor(seq + [EOS])
         y_len[row] = len(seq) + 1
-    return x, x_len, inputs, targets, y_len
+    if words is None:
+        return x, x_len, inputs, targets, y_len
+    english = [[word_ids[w] for w in words[i]] for i in indices]
+    en_targets = torch.tensor([w for sentence in english for w in sentence], dtype=torch.long)
+    en_len = torch.tensor([len(sentence) for sentence in english], dtype=torch.long)
+    return x, x_len, inputs, targets, y_len, en_targets, en_len
 
 
 def spec_augment(f, rng):
@@ -95,14 +110,23 @@ def learning_rate(step, total, peak, warmup):
     return peak * (0.02 + 0.98 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress))))
 
 
-def loss_on(model, batch, device, smoothing):
-    x, x_len, inputs, targets, y_len = (t.to(device) for t in batch)
-    logits = model(x, x_len, inputs, y_len)
+def loss_on(model, batch, device, smoothing, ctc_head=None):
+    """-> (summed cross-entropy, tokens, correct tokens, summed CTC or None, English words)."""
+    x, x_len, inputs, targets, y_len = (t.to(device) for t in batch[:5])
+    encoder_out, enc_len = model.encoder(x, x_len)
+    logits = model.decoder(encoder_out, enc_len, inputs, y_len)
     loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), targets.reshape(-1),
                            ignore_index=PAD, label_smoothing=smoothing, reduction="sum")
     mask = targets != PAD
     correct = ((logits.argmax(-1) == targets) & mask).sum()
-    return loss, int(mask.sum()), int(correct)
+    ctc, words = None, 0
+    if ctc_head is not None:
+        en_targets, en_len = batch[5].to(device), batch[6].to(device)
+        log_probs = torch.log_softmax(ctc_head(encoder_out), dim=-1).transpose(0, 1)
+        ctc = F.ctc_loss(log_probs, en_targets, enc_len, en_len, blank=0, reduction="sum",
+                         zero_infinity=True)
+        words = int(en_len.sum())
+    return loss, int(mask.sum()), int(correct), ctc, words
 
 
 @torch.no_grad()
@@ -110,7 +134,7 @@ def evaluate(model, feats, ids, device, max_frames):
     model.eval()
     total, tokens, correct = 0.0, 0, 0
     for indices in make_batches(feats, max_frames, random.Random(0)):
-        loss, n, c = loss_on(model, collate(indices, feats, ids), device, 0.0)
+        loss, n, c, _, _ = loss_on(model, collate(indices, feats, ids), device, 0.0)
         total, tokens, correct = total + float(loss), tokens + n, correct + c
     model.train()
     return total / tokens, correct / tokens
@@ -126,6 +150,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=300)
     parser.add_argument("--smoothing", type=float, default=0.1)
     parser.add_argument("--dropout", type=float, default=0.1)
+    parser.add_argument("--ctc-weight", type=float, default=0.5,
+                        help="weight of the English-word CTC loss on the encoder (0: off)")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
@@ -135,15 +161,17 @@ def main():
         args.device == "auto" and torch.cuda.is_available()) else "cpu")
     torch.set_num_threads(args.threads)
     spm_model = os.path.join(args.data, "spm.model")
-    train_feats, train_ids = load_split(args.data, "train", spm_model)
-    dev_feats, dev_ids = load_split(args.data, "dev", spm_model)
+    train_feats, train_ids, train_words = load_split(args.data, "train", spm_model)
+    dev_feats, dev_ids, _ = load_split(args.data, "dev", spm_model)
+    word_ids = {w: i + 1 for i, w in enumerate(sorted({w for s in train_words for w in s}))}
     vocab = int(open(os.path.join(args.data, "vocab_size")).read())
     dims = ModelDims(vocab=vocab)
 
     torch.manual_seed(args.seed)
     model = SpeechTranslationModel(dims, dropout=args.dropout).to(device)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.98),
-                                  weight_decay=0.01)
+    ctc_head = torch.nn.Linear(dims.embed, len(word_ids) + 1).to(device)
+    optimizer = torch.optim.AdamW(list(model.parameters()) + list(ctc_head.parameters()),
+                                  lr=args.lr, betas=(0.9, 0.98), weight_decay=0.01)
     steps_per_epoch = len(make_batches(train_feats, args.max_frames, random.Random(0)))
     total_steps = steps_per_epoch * args.epochs
     os.makedirs(args.out, exist_ok=True)
@@ -154,7 +182,11 @@ def main():
         if state["dims"] != dataclasses.asdict(dims):
             raise SystemExit(f"{checkpoint_path} has other model dims; remove it to start over")
         model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
+        if state.get("ctc_head") is not None:
+            ctc_head.load_state_dict(state["ctc_head"])
+            optimizer.load_state_dict(state["optimizer"])
+        else:
+            print("checkpoint has no CTC head: fresh head and optimizer state", flush=True)
         start_epoch, step = state["epoch"], state["step"]
         print(f"resuming after epoch {start_epoch} (step {step})", flush=True)
     params = sum(p.numel() for p in model.parameters())
@@ -167,25 +199,32 @@ def main():
         started = time.time()
         rng = random.Random(args.seed * 1000 + epoch)
         torch.manual_seed(args.seed * 1000 + epoch)
-        total, tokens = 0.0, 0
+        total, tokens, ctc_total, ctc_words = 0.0, 0, 0.0, 0
         for indices in make_batches(train_feats, args.max_frames, rng):
             for group in optimizer.param_groups:
                 group["lr"] = learning_rate(step, total_steps, args.lr, args.warmup)
-            loss, n, _ = loss_on(model, collate(indices, train_feats, train_ids, rng), device,
-                                 args.smoothing)
+            batch = collate(indices, train_feats, train_ids, train_words, word_ids, rng)
+            loss, n, _, ctc, words = loss_on(model, batch, device, args.smoothing,
+                                             ctc_head if args.ctc_weight > 0 else None)
+            objective = loss / n if ctc is None else loss / n + args.ctc_weight * ctc / words
             optimizer.zero_grad(set_to_none=True)
-            (loss / n).backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+            objective.backward()
+            torch.nn.utils.clip_grad_norm_(list(model.parameters()) + list(ctc_head.parameters()),
+                                           1.0)
             optimizer.step()
             total, tokens, step = total + float(loss), tokens + n, step + 1
+            if ctc is not None:
+                ctc_total, ctc_words = ctc_total + float(ctc), ctc_words + words
         dev_loss, dev_acc = evaluate(model, dev_feats, dev_ids, device, args.max_frames)
         elapsed = time.time() - started
         line = (f"epoch {epoch + 1}/{args.epochs}\ttrain_loss {total / tokens:.4f}\t"
+                f"train_ctc {ctc_total / max(1, ctc_words):.4f}\t"
                 f"dev_loss {dev_loss:.4f}\tdev_token_acc {dev_acc:.4f}\tseconds {elapsed:.0f}")
         print(line, flush=True)
         with open(os.path.join(args.out, "log.tsv"), "a") as log:
             log.write(line + "\n")
         torch.save(dict(model=model.state_dict(), optimizer=optimizer.state_dict(),
+                        ctc_head=ctc_head.state_dict(),
                         epoch=epoch + 1, step=step, dims=dataclasses.asdict(dims)),
                    checkpoint_path + ".tmp")
         os.replace(checkpoint_path + ".tmp", checkpoint_path)
