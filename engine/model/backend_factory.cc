@@ -41,7 +41,12 @@ absl::Status CudaBackendAvailable() {
 #ifdef MTLA_HAVE_CUDA
   return cuda::UsableDeviceCount().status();
 #else
+#ifdef MTLA_FACTORY_WITHOUT_CUDA
+  return absl::FailedPreconditionError(
+      "this mtla-server is built without the CUDA backend (CMake MTLA_SERVER_CUDA=OFF)");
+#else
   return absl::FailedPreconditionError("this build has no CUDA backend (built without nvcc)");
+#endif
 #endif
 }
 
