@@ -3,20 +3,17 @@
 # job: mtla-server on the embedded default model, answering a real request
 # sent with mtla-client over gRPC, then a graceful shutdown (SIGTERM drain).
 #
-# The default model until a trained one ships: an untrained LlamaMTLA of
-# documented dims (hidden 128, 4 layers, 4 heads, kv_lora_rank 64, rope dim
-# 16, down_rate 2, vocab 256), written with fixed random weights by
-# `mtla-generate --write-random-model`. Its tokens are meaningless; what the run
-# shows is the service working end to end.
+# The default model is models/en-de-synthetic: a small speech-translation
+# model (the paper's architecture, MTLA decoder with s = 2) trained by
+# tools/train/pipeline.sh on synthetic English speech (espeak-ng) of a
+# restricted domain, translating into German. The request streams its bundled
+# held-out utterance (sample.wav) at real-time pace; interim hypotheses and the
+# final translation print as they arrive.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash tools/build.sh
 
-model=build/default_model
-if [ ! -f "$model/model.safetensors" ]; then
-  mkdir -p "$model"
-  ./build/bin/mtla-generate --write-random-model "$model"
-fi
+model=models/en-de-synthetic
 
 port=${MTLA_PORT:-50051}
 metrics_port=${MTLA_METRICS_PORT:-9090}
@@ -31,11 +28,13 @@ for _ in $(seq 100); do
 done
 echo "== model"
 ./build/bin/mtla-client --address "127.0.0.1:$port" info | head -8
-echo "== generate (greedy, 16 tokens)"
-./build/bin/mtla-client --address "127.0.0.1:$port" generate \
-  --prompt-ids "1 5 9 42 17" --max-new-tokens 16
+echo "== translate $model/sample.wav (streamed in 200 ms chunks at real-time pace)"
+printf 'spoken English:    %s\n' "$(sed -n 's/^english\t//p' "$model/sample.txt")"
+./build/bin/mtla-client --address "127.0.0.1:$port" translate "$model/sample.wav" \
+  --realtime --chunk-ms 200 --interim
+printf 'reference German:  %s\n' "$(sed -n 's/^german\t//p' "$model/sample.txt")"
 echo "== metrics (excerpt)"
-curl -s "127.0.0.1:$metrics_port/metrics" 2>/dev/null | grep -E '^mtla_(generation_tokens_total|kv_cache_bytes_per_token|requests_total\{.*status="ok")' || true
+curl -s "127.0.0.1:$metrics_port/metrics" 2>/dev/null | grep -E '^mtla_(generation_tokens_total|kv_cache_bytes_per_token|audio_seconds_total|real_time_factor_(sum|count))' || true
 kill -TERM $server
 wait $server
 trap - EXIT
