@@ -1,5 +1,6 @@
-// Owning handle to one cudaMalloc allocation. Buffers are allocated when a
-// backend or test is set up, never inside a step.
+// Owning handles to one CUDA allocation: DeviceBuffer (cudaMalloc) and
+// PinnedBuffer (cudaMallocHost, for the per-step plan uploads). Buffers are
+// allocated when a backend or test is set up, never inside a step.
 //
 // Thread-safety: thread-compatible. Move-only.
 #ifndef MTLA_KERNELS_CUDA_DEVICE_BUFFER_H_
@@ -15,13 +16,15 @@
 
 namespace mtla::cuda {
 
-class DeviceBuffer {
+// `Memory` provides static Allocate(void**, size_t) -> cudaError_t and Free(void*).
+template <typename Memory>
+class CudaBuffer {
  public:
-  DeviceBuffer() = default;
-  ~DeviceBuffer() { Reset(); }
-  DeviceBuffer(DeviceBuffer&& other) noexcept
+  CudaBuffer() = default;
+  ~CudaBuffer() { Reset(); }
+  CudaBuffer(CudaBuffer&& other) noexcept
       : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
-  DeviceBuffer& operator=(DeviceBuffer&& other) noexcept {
+  CudaBuffer& operator=(CudaBuffer&& other) noexcept {
     if (this != &other) {
       Reset();
       data_ = std::exchange(other.data_, nullptr);
@@ -29,16 +32,16 @@ class DeviceBuffer {
     }
     return *this;
   }
-  DeviceBuffer(const DeviceBuffer&) = delete;
-  DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+  CudaBuffer(const CudaBuffer&) = delete;
+  CudaBuffer& operator=(const CudaBuffer&) = delete;
 
-  // ResourceExhausted when the device has no room; a zero-byte buffer is valid
-  // and holds no memory.
-  static absl::StatusOr<DeviceBuffer> Allocate(size_t bytes) {
-    DeviceBuffer buffer;
+  // ResourceExhausted when there is no room; a zero-byte buffer is valid and
+  // holds no memory.
+  static absl::StatusOr<CudaBuffer> Allocate(size_t bytes) {
+    CudaBuffer buffer;
     if (bytes == 0) return buffer;
     void* ptr = nullptr;
-    MTLA_CUDA_RETURN_IF_ERROR(cudaMalloc(&ptr, bytes));
+    MTLA_CUDA_RETURN_IF_ERROR(Memory::Allocate(&ptr, bytes));
     buffer.data_ = ptr;
     buffer.bytes_ = bytes;
     return buffer;
@@ -53,7 +56,7 @@ class DeviceBuffer {
 
  private:
   void Reset() {
-    if (data_ != nullptr) cudaFree(data_);  // errors here have no one to report to
+    if (data_ != nullptr) Memory::Free(data_);  // errors here have no one to report to
     data_ = nullptr;
     bytes_ = 0;
   }
@@ -61,46 +64,17 @@ class DeviceBuffer {
   size_t bytes_ = 0;
 };
 
-// Pinned host memory for the per-step plan uploads (cudaMallocHost).
-class PinnedBuffer {
- public:
-  PinnedBuffer() = default;
-  ~PinnedBuffer() {
-    if (data_ != nullptr) cudaFreeHost(data_);
-  }
-  PinnedBuffer(PinnedBuffer&& other) noexcept
-      : data_(std::exchange(other.data_, nullptr)), bytes_(std::exchange(other.bytes_, 0)) {}
-  PinnedBuffer& operator=(PinnedBuffer&& other) noexcept {
-    if (this != &other) {
-      if (data_ != nullptr) cudaFreeHost(data_);
-      data_ = std::exchange(other.data_, nullptr);
-      bytes_ = std::exchange(other.bytes_, 0);
-    }
-    return *this;
-  }
-  PinnedBuffer(const PinnedBuffer&) = delete;
-  PinnedBuffer& operator=(const PinnedBuffer&) = delete;
-
-  static absl::StatusOr<PinnedBuffer> Allocate(size_t bytes) {
-    PinnedBuffer buffer;
-    if (bytes == 0) return buffer;
-    void* ptr = nullptr;
-    MTLA_CUDA_RETURN_IF_ERROR(cudaMallocHost(&ptr, bytes));
-    buffer.data_ = ptr;
-    buffer.bytes_ = bytes;
-    return buffer;
-  }
-  void* data() const { return data_; }
-  template <typename T>
-  T* as() const {
-    return static_cast<T*>(data_);
-  }
-  size_t bytes() const { return bytes_; }
-
- private:
-  void* data_ = nullptr;
-  size_t bytes_ = 0;
+struct DeviceMemory {
+  static cudaError_t Allocate(void** ptr, size_t bytes) { return cudaMalloc(ptr, bytes); }
+  static void Free(void* ptr) { cudaFree(ptr); }
 };
+struct PinnedHostMemory {
+  static cudaError_t Allocate(void** ptr, size_t bytes) { return cudaMallocHost(ptr, bytes); }
+  static void Free(void* ptr) { cudaFreeHost(ptr); }
+};
+
+using DeviceBuffer = CudaBuffer<DeviceMemory>;
+using PinnedBuffer = CudaBuffer<PinnedHostMemory>;
 
 }  // namespace mtla::cuda
 
