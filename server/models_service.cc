@@ -14,7 +14,7 @@ grpc::ServerUnaryReactor* ModelsService::GetModelInfo(grpc::CallbackServerContex
   const DecoderSpec& spec = engine->spec();
   const KvCacheGeometry& g = engine->cache_geometry();
   out->set_name(name_);
-  out->set_architecture(arch_);
+  out->set_architecture(engine_->architecture());
   out->set_backend(std::string(engine->backend_name()));
   out->set_num_layers(spec.num_layers);
   out->set_hidden_size(spec.hidden_size);

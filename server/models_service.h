@@ -12,9 +12,8 @@ namespace mtla {
 
 class ModelsService final : public v1::Models::CallbackService {
  public:
-  ModelsService(std::shared_ptr<EngineHolder> engine, std::string model_name,
-                std::string architecture)
-      : engine_(std::move(engine)), name_(std::move(model_name)), arch_(std::move(architecture)) {}
+  ModelsService(std::shared_ptr<EngineHolder> engine, std::string model_name)
+      : engine_(std::move(engine)), name_(std::move(model_name)) {}
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest* request,
@@ -23,7 +22,6 @@ class ModelsService final : public v1::Models::CallbackService {
  private:
   std::shared_ptr<EngineHolder> engine_;
   std::string name_;
-  std::string arch_;
 };
 
 }  // namespace mtla

@@ -38,7 +38,7 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   server->services_.push_back(std::make_unique<TextGenerationService>(server->engine_));
   server->services_.push_back(
-      std::make_unique<ModelsService>(server->engine_, model_name, "llama-mtla"));
+      std::make_unique<ModelsService>(server->engine_, model_name));
   SpeechSessionOptions speech_defaults;
   speech_defaults.max_stream_seconds = options.max_stream_seconds;
   speech_defaults.max_chunk_bytes = options.max_audio_chunk_bytes;
@@ -86,7 +86,7 @@ absl::Status MtlaServer::LoadModel() {
   engine_options.scheduler.max_waiting = options_.max_queued;
   engine_options.max_new_tokens_limit = options_.max_new_tokens_limit;
   auto engine = std::make_shared<Engine>(std::move(runner), engine_options, metrics_);
-  engine_->Set(engine);
+  engine_->Set(engine, speech_model_ ? "s2t-mtla" : "llama-mtla");
   if (speech_model_) {
     auto front_end = std::make_shared<SpeechFrontEnd>();
     ASSIGN_OR_RETURN(front_end->fbank, audio::FbankComputer::Create());

@@ -60,6 +60,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/common/grpc_wait.h"
 #include "tests/common/metrics_scrape.h"
 #include "mtla/v1/models.grpc.pb.h"
 #include "mtla/v1/text_generation.grpc.pb.h"
@@ -73,8 +74,9 @@ namespace {
 using ::grpc::health::v1::HealthCheckRequest;
 using ::grpc::health::v1::HealthCheckResponse;
 using ::testing::HasSubstr;
-using Clock = std::chrono::steady_clock;
 using test_support::HttpGet;
+using test_support::In;
+using test_support::WaitFor;
 using test_support::MetricValue;
 
 const std::vector<int32_t> kPrompt = {1, 17, 42, 5, 66, 23, 9};
@@ -90,20 +92,6 @@ std::string ModelDir() { return std::string(MTLA_TESTDATA_DIR) + "/model_referen
     }                                                                             \
   } while (0)
 
-template <typename Pred>
-bool WaitFor(Pred pred, double timeout_seconds, int poll_ms = 2) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_seconds);
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
-  }
-  return pred();
-}
-
-std::chrono::system_clock::time_point In(double seconds) {
-  return std::chrono::system_clock::now() +
-         std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
-}
 
 // ---------------------------------------------------------------------------
 // HTTP and Prometheus text helpers.
@@ -370,12 +358,10 @@ TEST_F(SharedServerTest, GreedyGenerateStreamsReferenceTokens) {
             kGenerated);
 
   // The Models service describes the checkpoint.
-  auto models = v1::Models::NewStub(channel_);
-  grpc::ClientContext context;
-  context.set_deadline(In(5.0));
   v1::ModelInfo info;
-  grpc::Status status = models->GetModelInfo(&context, v1::GetModelInfoRequest(), &info);
+  grpc::Status status = test_support::FetchModelInfo(channel_, &info);
   ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_EQ(info.architecture(), "llama-mtla");
   EXPECT_EQ(info.vocab_size(), 97);
   EXPECT_EQ(info.max_context_tokens(), 512);
   EXPECT_EQ(info.down_rate(), 2);

@@ -42,7 +42,9 @@
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "tests/common/grpc_wait.h"
 #include "tests/common/metrics_scrape.h"
+#include "mtla/v1/models.grpc.pb.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
 #include "server/mtla_server.h"
 
@@ -50,8 +52,9 @@ namespace mtla {
 namespace {
 
 using ::testing::HasSubstr;
-using Clock = std::chrono::steady_clock;
 using test_support::HttpGet;
+using test_support::In;
+using test_support::WaitFor;
 using test_support::MetricValue;
 using Request = v1::StreamingTranslateRequest;
 using Response = v1::StreamingTranslateResponse;
@@ -77,20 +80,6 @@ bool HaveTestdata() {
     }                                                                              \
   } while (0)
 
-template <typename Pred>
-bool WaitFor(Pred pred, double timeout_seconds, int poll_ms = 2) {
-  const auto deadline = Clock::now() + std::chrono::duration<double>(timeout_seconds);
-  while (Clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
-  }
-  return pred();
-}
-
-std::chrono::system_clock::time_point In(double seconds) {
-  return std::chrono::system_clock::now() +
-         std::chrono::microseconds(static_cast<int64_t>(seconds * 1e6));
-}
 
 std::string Describe(const grpc::Status& status) {
   return absl::StrCat("code ", status.error_code(), ": ", status.error_message());
@@ -938,6 +927,17 @@ TEST_F(SpeechServerTest, MetricsCountAudioAndRealTimeFactor) {
   EXPECT_GT(*audio_seconds, 0) << "the speech service does not count processed audio";
   EXPECT_GE(*audio_seconds, wav->seconds() - 0.01);
   EXPECT_GT(*rtf_count, 0) << "the speech service does not observe real-time factors";
+}
+
+// GetModelInfo names the speech architecture (not the text-generation one) and
+// the MTLA decoder's temporal compression.
+TEST_F(SpeechServerTest, ModelInfoDescribesTheSpeechModel) {
+  v1::ModelInfo info;
+  grpc::Status status = test_support::FetchModelInfo(channel_, &info);
+  ASSERT_TRUE(status.ok()) << Describe(status);
+  EXPECT_EQ(info.architecture(), "s2t-mtla");
+  EXPECT_GE(info.down_rate(), 2);
+  EXPECT_GT(info.vocab_size(), 4);
 }
 
 }  // namespace
