@@ -16,7 +16,7 @@ WORK=$(realpath -m "${1:-build/train}")
 N_TRAIN=${N_TRAIN:-9000}
 N_DEV=${N_DEV:-300}
 N_TEST=${N_TEST:-300}
-EPOCHS=${EPOCHS:-10}
+EPOCHS=${EPOCHS:-24}
 SEED=${SEED:-1}
 VOCAB=${VOCAB:-1000}
 MODEL_OUT=${MODEL_OUT:-models/en-de-synthetic}
@@ -80,13 +80,13 @@ train() {
 }
 
 export_model() {
-  "$PYTHON" $TRAIN/export.py --checkpoint "$WORK/ckpt/checkpoint.pt" --data "$WORK" \
+  "$PYTHON" $TRAIN/export.py --checkpoint "$WORK/ckpt/final.pt" --data "$WORK" \
     --out "$MODEL_OUT" --features-binary build/bin/mtla-features
 }
 
 evaluate() {
   "$PYTHON" $TRAIN/evaluate.py --model "$MODEL_OUT" --data "$WORK" \
-    --checkpoint "$WORK/ckpt/checkpoint.pt" --out "$WORK/eval.json"
+    --checkpoint "$WORK/ckpt/final.pt" --out "$WORK/eval.json"
 }
 
 stage corpus "$WORK/corpus/dev.tsv" corpus

@@ -8,7 +8,10 @@ features feat_{train,dev}.f32/.tsv from mtla-features, and spm.model.
 CKPT_DIR/checkpoint.pt is written after every epoch (model, optimizer,
 schedule, epoch, dims); a rerun with the same arguments resumes from it, and
 the run is deterministic per epoch (batch order and augmentation draw from
-seed + epoch). CKPT_DIR/log.tsv gets one line per epoch.
+seed + epoch). CKPT_DIR/log.tsv gets one line per epoch. The weights of the
+last --average-last epochs are kept as CKPT_DIR/epoch<N>.pt; at the end
+CKPT_DIR/final.pt holds their average or the last epoch's weights, whichever
+has the higher teacher-forced dev token accuracy (export and evaluate use it).
 
 Loss: label-smoothed cross-entropy of the German tokens plus, with weight
 --ctc-weight, a CTC loss of the English words on the encoder output (a
@@ -140,14 +143,29 @@ def evaluate(model, feats, ids, device, max_frames):
     return total / tokens, correct / tokens
 
 
+@torch.no_grad()
+def greedy_exact_match(model, feats, ids, count=100):
+    """Fraction of the first `count` utterances whose greedy tokens equal the reference."""
+    model.eval()
+    count = min(count, len(feats))
+    exact = 0
+    for i in range(count):
+        tokens = model.decode_greedy(torch.from_numpy(np.array(feats[i])), max_len_b=64)["tokens"]
+        exact += tokens[:-1] == ids[i]
+    model.train()
+    return exact / count
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--max-frames", type=int, default=9000, help="padded frames per batch")
+    parser.add_argument("--max-frames", type=int, default=4500, help="padded frames per batch")
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--average-last", type=int, default=3,
+                        help="epochs whose weights final.pt may average")
     parser.add_argument("--smoothing", type=float, default=0.1)
     parser.add_argument("--dropout", type=float, default=0.1)
     parser.add_argument("--ctc-weight", type=float, default=0.5,
@@ -216,10 +234,12 @@ def main():
             if ctc is not None:
                 ctc_total, ctc_words = ctc_total + float(ctc), ctc_words + words
         dev_loss, dev_acc = evaluate(model, dev_feats, dev_ids, device, args.max_frames)
+        dev_exact = greedy_exact_match(model, dev_feats, dev_ids)
         elapsed = time.time() - started
         line = (f"epoch {epoch + 1}/{args.epochs}\ttrain_loss {total / tokens:.4f}\t"
                 f"train_ctc {ctc_total / max(1, ctc_words):.4f}\t"
-                f"dev_loss {dev_loss:.4f}\tdev_token_acc {dev_acc:.4f}\tseconds {elapsed:.0f}")
+                f"dev_loss {dev_loss:.4f}\tdev_token_acc {dev_acc:.4f}\t"
+                f"dev_exact_100 {dev_exact:.2f}\tseconds {elapsed:.0f}")
         print(line, flush=True)
         with open(os.path.join(args.out, "log.tsv"), "a") as log:
             log.write(line + "\n")
@@ -228,7 +248,49 @@ def main():
                         epoch=epoch + 1, step=step, dims=dataclasses.asdict(dims)),
                    checkpoint_path + ".tmp")
         os.replace(checkpoint_path + ".tmp", checkpoint_path)
+        keep_epoch_weights(args.out, model, dims, epoch + 1, args.average_last)
+    write_final(args.out, model, dims, args.epochs, args.average_last,
+                lambda m: evaluate(m, dev_feats, dev_ids, device, args.max_frames)[1])
     print(f"training done: {checkpoint_path}", flush=True)
+
+
+def epoch_weights_path(out_dir, epoch):
+    return os.path.join(out_dir, f"epoch{epoch}.pt")
+
+
+def keep_epoch_weights(out_dir, model, dims, epoch, keep):
+    """Saves this epoch's weights and removes those older than the last `keep`."""
+    torch.save(dict(model=model.state_dict(), dims=dataclasses.asdict(dims), epoch=epoch),
+               epoch_weights_path(out_dir, epoch))
+    stale = epoch_weights_path(out_dir, epoch - keep)
+    if os.path.exists(stale):
+        os.remove(stale)
+
+
+def write_final(out_dir, model, dims, last_epoch, keep, dev_accuracy):
+    """final.pt: the average of the last `keep` epochs' weights if its dev token
+    accuracy beats the last epoch's, else the last epoch's weights."""
+    paths = [epoch_weights_path(out_dir, e) for e in range(last_epoch - keep + 1, last_epoch + 1)]
+    paths = [p for p in paths if os.path.exists(p)]
+    last = {k: v.clone() for k, v in model.state_dict().items()}
+    last_acc = dev_accuracy(model)
+    chosen, what = last, f"epoch {last_epoch} weights"
+    if len(paths) > 1:
+        states = [torch.load(p, map_location="cpu")["model"] for p in paths]
+        average = {k: sum(s[k].float() for s in states).div(len(states)).to(last[k].dtype)
+                   for k in last}
+        model.load_state_dict(average)
+        average_acc = dev_accuracy(model)
+        print(f"dev token accuracy: last epoch {last_acc:.4f}, average of {len(paths)} "
+              f"epochs {average_acc:.4f}", flush=True)
+        if average_acc > last_acc:
+            chosen, what = average, f"average of epochs {last_epoch - len(paths) + 1}-{last_epoch}"
+        model.load_state_dict(last)
+    torch.save(dict(model=chosen, dims=dataclasses.asdict(dims), source=what),
+               os.path.join(out_dir, "final.pt"))
+    with open(os.path.join(out_dir, "log.tsv"), "a") as log:
+        log.write(f"final.pt\t{what}\n")
+    print(f"final.pt: {what}", flush=True)
 
 
 if __name__ == "__main__":
