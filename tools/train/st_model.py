@@ -8,7 +8,9 @@ checkpoint as is. The math is the engine's, term for term:
   encoder: Conv1d(k 5, stride 2, pad 2) + GLU, twice -> x * sqrt(E) + fairseq
     sinusoidal positions (padding_idx 1, frame i at position 2 + i) -> pre-LN
     Transformer layers (ReLU FFN) -> final LayerNorm.
-  projector: Linear(E, E/2) -> ReLU -> Linear(E/2, E) = the decoder prefix.
+  projector: k = projector_ds_rate consecutive frames concatenated (a last
+    incomplete group dropped) -> Linear(k E, E/2) -> ReLU -> Linear(E/2, E) =
+    the decoder prefix.
   decoder: tokens * sqrt(E) (no positions); per layer h = LN_a(x);
     x = LN_a(x + MTLA(h)); x = LN_f(x + fc2(relu(fc1(x)))); final LN; untied
     output projection. MTLA keys are [prefix ; h] at every layer, queries the
@@ -41,6 +43,7 @@ class ModelDims:
     nope_dim: int = 48        # dn
     v_dim: int = 48           # dv
     down_rate: int = 2        # s
+    projector_ds_rate: int = 1  # encoder frames per decoder prefix row
     max_source_positions: int = 6000
     max_target_positions: int = 1024
 
@@ -52,7 +55,7 @@ class ModelDims:
             "conv_channels": self.conv_channels,
             "encoder_embed_dim": self.embed, "encoder_ffn_embed_dim": self.ffn,
             "encoder_layers": self.encoder_layers, "encoder_attention_heads": self.heads,
-            "encoder_normalize_before": True, "encoder_projector_ds_rate": 1,
+            "encoder_normalize_before": True, "encoder_projector_ds_rate": self.projector_ds_rate,
             "decoder_embed_dim": self.embed, "decoder_ffn_embed_dim": self.ffn,
             "decoder_layers": self.decoder_layers, "decoder_attention_heads": self.heads,
             "decoder_kv_lora_rank": self.kv_lora_rank, "decoder_qk_rope_head_dim": self.rope_dim,
@@ -169,11 +172,17 @@ class Encoder(nn.Module):
 class Projector(nn.Module):
     def __init__(self, dims):
         super().__init__()
-        self.linear1 = nn.Linear(dims.embed, dims.embed // 2)
+        self.ds_rate = dims.projector_ds_rate
+        self.linear1 = nn.Linear(dims.embed * self.ds_rate, dims.embed // 2)
         self.linear2 = nn.Linear(dims.embed // 2, dims.embed)
 
-    def forward(self, x):
-        return self.linear2(F.relu(self.linear1(x)))
+    def forward(self, x, lengths):
+        """(B, T, E) encoder frames -> (B, T // k, E) prefix rows and their counts."""
+        b, t, e = x.shape
+        rows = t // self.ds_rate
+        x = x[:, :rows * self.ds_rate].reshape(b, rows, e * self.ds_rate)
+        return self.linear2(F.relu(self.linear1(x))), torch.div(lengths, self.ds_rate,
+                                                                 rounding_mode="floor")
 
 
 class HyperNetwork(nn.Module):
@@ -291,14 +300,14 @@ class Decoder(nn.Module):
 
     def forward(self, encoder_out, enc_lengths, tokens, token_lengths):
         """Teacher-forced logits (B, T, vocab) for decoder inputs `tokens` (B, T)."""
-        prefix = self.projector(encoder_out)                               # (B, P, E)
+        prefix, prefix_lengths = self.projector(encoder_out, enc_lengths)  # (B, P, E)
         b, t = tokens.shape
         p_max = prefix.shape[1]
         # Per sequence, keys are [its P_b prefix rows ; its T_b tokens]: token i
         # sits at position P_b + i, then padding.
         batch = torch.arange(b, device=tokens.device)[:, None]
-        token_pos = enc_lengths[:, None] + torch.arange(t, device=tokens.device)[None, :]
-        prefix_keys = prefix * length_mask(enc_lengths, p_max)[..., None]
+        token_pos = prefix_lengths[:, None] + torch.arange(t, device=tokens.device)[None, :]
+        prefix_keys = prefix * length_mask(prefix_lengths, p_max)[..., None]
         prefix_keys = F.pad(prefix_keys, (0, 0, 0, t))
 
         x = self.dropout(self.embed_tokens(tokens) * math.sqrt(self.dims.embed))

@@ -8,19 +8,20 @@ import torch
 from st_model import EOS, PAD, ModelDims, SpeechTranslationModel
 
 
-def small_model(down_rate):
+def small_model(down_rate, projector_ds_rate=1):
     torch.manual_seed(down_rate)
     dims = ModelDims(vocab=50, embed=32, heads=2, ffn=64, encoder_layers=1, conv_channels=16,
                      decoder_layers=2, kv_lora_rank=16, rope_dim=4, nope_dim=8, v_dim=8,
-                     down_rate=down_rate)
+                     down_rate=down_rate, projector_ds_rate=projector_ds_rate)
     return SpeechTranslationModel(dims, dropout=0.0).eval()
 
 
 class BatchingTest(unittest.TestCase):
     def test_padded_batch_equals_one_by_one(self):
-        """Padding (frames and tokens) changes no real position's logits, for any s."""
-        for s in (1, 2, 3):
-            model = small_model(s)
+        """Padding (frames and tokens) changes no real position's logits, for any s
+        and projector downsampling (odd and even frame counts)."""
+        for s, ds in ((1, 1), (2, 1), (3, 1), (2, 2), (3, 3)):
+            model = small_model(s, ds)
             lengths, token_lengths = [37, 20, 29], [5, 9, 1]
             feats = [torch.randn(n, 80) for n in lengths]
             tokens = [torch.randint(4, 50, (n,)) for n in token_lengths]
@@ -35,7 +36,7 @@ class BatchingTest(unittest.TestCase):
                     alone = model(feats[i][None], torch.tensor([lengths[i]]), tokens[i][None],
                                   torch.tensor([token_lengths[i]]))
                     diff = (batched[i, :token_lengths[i]] - alone[0]).abs().max()
-                    self.assertLess(float(diff), 1e-5, f"s={s} sequence {i}")
+                    self.assertLess(float(diff), 1e-5, f"s={s} ds={ds} sequence {i}")
 
     def test_greedy_ends_with_eos_and_respects_max_len(self):
         model = small_model(2)

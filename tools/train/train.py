@@ -161,9 +161,11 @@ def main():
     parser.add_argument("--data", required=True)
     parser.add_argument("--out", required=True)
     parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--max-frames", type=int, default=4500, help="padded frames per batch")
+    parser.add_argument("--max-frames", type=int, default=9000, help="padded frames per batch")
     parser.add_argument("--lr", type=float, default=2e-3)
-    parser.add_argument("--warmup", type=int, default=500)
+    parser.add_argument("--warmup", type=int, default=300)
+    parser.add_argument("--projector-ds-rate", type=int, default=2,
+                        help="encoder frames (40 ms each) per decoder prefix row")
     parser.add_argument("--average-last", type=int, default=3,
                         help="epochs whose weights final.pt may average")
     parser.add_argument("--smoothing", type=float, default=0.1)
@@ -183,7 +185,7 @@ def main():
     dev_feats, dev_ids, _ = load_split(args.data, "dev", spm_model)
     word_ids = {w: i + 1 for i, w in enumerate(sorted({w for s in train_words for w in s}))}
     vocab = int(open(os.path.join(args.data, "vocab_size")).read())
-    dims = ModelDims(vocab=vocab)
+    dims = ModelDims(vocab=vocab, projector_ds_rate=args.projector_ds_rate)
 
     torch.manual_seed(args.seed)
     model = SpeechTranslationModel(dims, dropout=args.dropout).to(device)
