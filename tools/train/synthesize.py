@@ -12,7 +12,8 @@ settings from random.Random(seed * 1_000_003 + index)); the test split uses
 voice variants, speeds and pitches that never occur in the train and dev splits
 (held-out speakers and settings), from the same accents; dev uses the train
 settings with its own draws. sox resamples to 16 kHz and
-applies tempo and gain; light white noise at the drawn SNR is then added
+applies tempo and gain without dither (sox's dither is random from run to
+run, and would break the determinism); light white noise at the drawn SNR is then added
 (numpy), so no two utterances sound alike.
 """
 import argparse
@@ -52,7 +53,7 @@ def synthesize(job):
         ["espeak-ng", "-v", st["voice"], "-s", str(st["speed"]), "-p", str(st["pitch"]),
          "--stdout", english], check=True, capture_output=True).stdout
     raw = subprocess.run(
-        ["sox", "-t", "wav", "-", "-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed",
+        ["sox", "--no-dither", "-t", "wav", "-", "-t", "raw", "-r", str(SAMPLE_RATE), "-e", "signed",
          "-b", "16", "-c", "1", "-", "tempo", str(st["tempo"]), "gain", str(st["gain_db"])],
         input=speech, check=True, capture_output=True).stdout
     samples = np.frombuffer(raw, dtype="<i2").astype(np.float64)
