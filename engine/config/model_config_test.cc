@@ -5,6 +5,7 @@
 #include <string>
 
 #include "absl/status/status.h"
+#include "engine/testing/unique_temp_path.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "nlohmann/json.hpp"
@@ -210,7 +211,7 @@ TEST(ModelConfigTest, LoadMissingFileIsNotFound) {
 }
 
 TEST(ModelConfigTest, LoadPrefixesErrorsWithPath) {
-  const std::string path = ::testing::TempDir() + "/model_config_test_bad_config.json";
+  const std::string path = UniqueTempPath("model_config_test_bad_config", ".json");
   Json json = BaseConfig();
   json["kv_lora_rank"] = 30;
   std::ofstream(path) << json.dump();

@@ -19,6 +19,7 @@
 #include "absl/strings/str_cat.h"
 #include "engine/speech/speech_model.h"
 #include "engine/testing/random_checkpoint.h"
+#include "engine/testing/unique_temp_path.h"
 #include "engine/weights/safetensors.h"
 #include "gtest/gtest.h"
 
@@ -222,7 +223,7 @@ class RandomEncoderTest : public testing::Test {
     add("decoder.projector.linear1.bias", {4}, 0.1f, 0.0f);
     add("decoder.projector.linear2.weight", {8, 4}, 0.3f, 0.0f);
     add("decoder.projector.linear2.bias", {8}, 0.1f, 0.0f);
-    path_ = ::testing::TempDir() + "/speech_encoder_test_random.safetensors";
+    path_ = UniqueTempPath("speech_encoder_test_random", ".safetensors");
     ASSERT_TRUE(WriteSafetensors(path_, tensors_).ok());
   }
   void TearDown() override { std::filesystem::remove(path_); }

@@ -21,6 +21,7 @@
 #include "engine/speech/speech_config.h"
 #include "engine/speech/speech_decoding.h"
 #include "engine/testing/random_checkpoint.h"
+#include "engine/testing/unique_temp_path.h"
 #include "engine/weights/safetensors.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
@@ -144,7 +145,7 @@ class PrefixFillTest : public testing::TestWithParam<int> {  // param: down_rate
     a.hypernet_rank = 4;
     spec_ = FairseqMtlaDecoderSpec(a, /*ffn_dim=*/48, /*num_layers=*/3, /*vocab_size=*/50,
                                    /*max_context_tokens=*/128);
-    path_ = absl::StrCat(::testing::TempDir(), "/speech_prefix_fill_", GetParam(), ".safetensors");
+    path_ = UniqueTempPath(absl::StrCat("speech_prefix_fill_", GetParam()), ".safetensors");
     ASSERT_TRUE(WriteSafetensors(path_, RandomDecoderWeights(spec_, 100 + GetParam(), 0.2f)).ok());
     absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(path_);
     ASSERT_TRUE(file.ok()) << file.status();

@@ -8,12 +8,24 @@
 
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "engine/testing/unique_temp_path.h"
 #include "gtest/gtest.h"
 
 namespace mtla {
 namespace {
 
 namespace fs = std::filesystem;
+
+// This process's scratch directory: ctest runs the cases as parallel processes,
+// which must not train or read each other's models.
+const fs::path& ScratchDir() {
+  static const fs::path dir = [] {
+    fs::path d = UniqueTempPath("mtla_tokenizer_test");
+    fs::create_directories(d);
+    return d;
+  }();
+  return dir;
+}
 
 bool HaveSpmTools() {
   return fs::exists("/usr/bin/spm_train") && fs::exists("/usr/bin/spm_decode") &&
@@ -34,8 +46,7 @@ std::string RunCommand(const std::string& command) {
 // Trains a small model with Debian's spm_train: byte fallback on, so that rare
 // characters decode through byte pieces.
 std::string TrainModel(const std::string& name, bool fairseq_ids) {
-  const fs::path dir = fs::temp_directory_path() / "mtla_tokenizer_test";
-  fs::create_directories(dir);
+  const fs::path& dir = ScratchDir();
   const std::string corpus = (dir / (name + ".txt")).string();
   {
     std::ofstream out(corpus);
@@ -82,7 +93,7 @@ TEST_F(TokenizerTest, RejectsNonFairseqSpecialIdsAndBadFiles) {
             absl::StatusCode::kFailedPrecondition);
   EXPECT_EQ(Tokenizer::Load("/nonexistent/spm.model").status().code(),
             absl::StatusCode::kNotFound);
-  const std::string garbage = (fs::temp_directory_path() / "mtla_tokenizer_garbage.model").string();
+  const std::string garbage = (ScratchDir() / "garbage.model").string();
   std::ofstream(garbage) << "\xff\xff\xff not a model";
   EXPECT_EQ(Tokenizer::Load(garbage).status().code(), absl::StatusCode::kInvalidArgument);
 }
@@ -98,7 +109,7 @@ TEST_F(TokenizerTest, DecodeMatchesSpmDecode) {
   std::vector<std::vector<int32_t>> cases;
   const std::vector<std::string> texts = {"Die Züge fahren um 7 Uhr ab.",
                                           "ça coûte 5 € 😀 – naïve façade", "Leerzeichen am Ende "};
-  const std::string text_file = (fs::temp_directory_path() / "mtla_tokenizer_texts.txt").string();
+  const std::string text_file = (ScratchDir() / "texts.txt").string();
   {
     std::ofstream out(text_file);
     for (const auto& t : texts) out << t << "\n";
@@ -122,7 +133,7 @@ TEST_F(TokenizerTest, DecodeMatchesSpmDecode) {
     if (text.find_first_of("\r\n") != std::string::npos) continue;
     cases.push_back(ids);
   }
-  const std::string id_file = (fs::temp_directory_path() / "mtla_tokenizer_ids.txt").string();
+  const std::string id_file = (ScratchDir() / "ids.txt").string();
   {
     std::ofstream out(id_file);
     for (const auto& ids : cases) out << absl::StrJoin(ids, " ") << "\n";
@@ -143,9 +154,9 @@ TEST_F(TokenizerTest, DecodeMatchesSpmDecode) {
 TEST_F(TokenizerTest, IncrementalDeltasNeverSplitCharacters) {
   auto tokenizer = Tokenizer::Load(TrainModel("fairseq", true));
   ASSERT_TRUE(tokenizer.ok()) << tokenizer.status();
-  const std::string model_path = (fs::temp_directory_path() / "mtla_tokenizer_test" / "fairseq.model").string();
+  const std::string model_path = (ScratchDir() / "fairseq.model").string();
   const std::string text = "Die Züge fahren um 7 Uhr ab – ça coûte 5 € 😀.";
-  const std::string text_file = (fs::temp_directory_path() / "mtla_tokenizer_one.txt").string();
+  const std::string text_file = (ScratchDir() / "one.txt").string();
   std::ofstream(text_file) << text << "\n";
   std::vector<int32_t> ids;
   for (absl::string_view id : absl::StrSplit(

@@ -18,6 +18,7 @@
 #include "engine/model/decoder_spec.h"
 #include "engine/model/model_runner.h"
 #include "engine/testing/random_checkpoint.h"
+#include "engine/testing/unique_temp_path.h"
 #include "engine/weights/safetensors.h"
 #include "tests/cuda/cuda_test_util.h"
 
@@ -118,9 +119,8 @@ TEST_P(CudaModelBackendTest, MatchesCpuBackend) {
   const auto [down_rate, dtype] = GetParam();
   for (Family& family : Families(down_rate)) {
     SCOPED_TRACE(family.name);
-    const std::string path = (std::filesystem::temp_directory_path() /
-                              ("mtla_cuda_backend_" + std::string(family.name) + ".safetensors"))
-                                 .string();
+    const std::string path =
+        UniqueTempPath("mtla_cuda_backend_" + std::string(family.name), ".safetensors");
     MTLA_ASSERT_OK(WriteSafetensors(path, RandomDecoderWeights(family.spec, 3, 0.1f)));
     auto file = SafetensorsFile::Open(path);
     ASSERT_TRUE(file.ok()) << file.status();
@@ -162,8 +162,7 @@ TEST(BackendFactory, DeviceChoiceParsing) {
 TEST(BackendFactory, ExplicitCudaWithoutDeviceIsAClearError) {
   if (CudaBackendAvailable().ok()) GTEST_SKIP() << "a CUDA device is present";
   const DecoderSpec spec = Families(2)[0].spec;
-  const std::string path =
-      (std::filesystem::temp_directory_path() / "mtla_factory_probe.safetensors").string();
+  const std::string path = UniqueTempPath("mtla_factory_probe", ".safetensors");
   MTLA_ASSERT_OK(WriteSafetensors(path, RandomDecoderWeights(spec, 3)));
   auto file = SafetensorsFile::Open(path);
   ASSERT_TRUE(file.ok());

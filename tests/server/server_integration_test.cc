@@ -60,6 +60,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "engine/testing/unique_temp_path.h"
 #include "tests/common/grpc_wait.h"
 #include "tests/common/metrics_scrape.h"
 #include "mtla/v1/models.grpc.pb.h"
@@ -756,8 +757,8 @@ TEST_F(ServerTest, MetricsAreExposedAndValid) {
                 promtool);
     return;
   }
-  const std::string dir = testing::TempDir();
-  const std::string in = dir + "/mtla_metrics.txt", out = dir + "/mtla_promtool.txt";
+  const std::string in = UniqueTempPath("mtla_metrics", ".txt");
+  const std::string out = UniqueTempPath("mtla_promtool", ".txt");
   std::ofstream(in) << text;
   const std::string command =
       absl::StrCat("timeout 20 ", promtool, " check metrics < '", in, "' > '", out, "' 2>&1");
