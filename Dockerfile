@@ -1,9 +1,15 @@
-# mtla-server image: CUDA backend (when the build has one) and CPU backend in
-# one binary, run as a non-root user, configured through the environment.
+# mtla-server image, run as a non-root user, configured through the
+# environment, with the default model (models/en-de-synthetic) at
+# /models/model; mount your own model over it.
 #
 #   docker build -t mtla-server:0.1.0 .
-#   docker run --gpus all -p 50051:50051 -p 9090:9090 \
+#   docker run -p 50051:50051 -p 9090:9090 mtla-server:0.1.0      # default model
+#   docker run -p 50051:50051 -p 9090:9090 \
 #     -v /srv/models/llama_mtla:/models/model:ro mtla-server:0.1.0
+#
+# mtla-server does not link the CUDA backend yet (CMake MTLA_SERVER_CUDA=OFF,
+# see docs/design.md "CUDA backend"): the image serves on the CPU backend;
+# FLAGS_device=cuda fails at startup with a message saying so.
 #
 # Not built by this repository's CI (its machines have no container engine);
 # it is kept consistent with tools/setup.sh by construction: the build stage
@@ -69,6 +75,8 @@ RUN apt-get update \
  && useradd --system --uid 10001 --gid mtla --no-create-home --home-dir /nonexistent \
       --shell /usr/sbin/nologin mtla
 COPY --from=build /out/bin/ /usr/local/bin/
+# The default model, where FLAGS_model_dir points; a mounted model replaces it.
+COPY models/en-de-synthetic /models/model
 
 # Defaults; override any FLAGS_<flag> with `docker run -e` or the pod's env.
 ENV FLAGS_model_dir=/models/model \

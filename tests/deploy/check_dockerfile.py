@@ -3,8 +3,8 @@
 consistent with the repository: it copies every source folder the top-level
 CMakeLists.txt adds, installs the build packages with tools/setup.sh, runs as
 the same non-root user as the Kubernetes pods, exposes the ports of its own
-FLAGS_listen/FLAGS_metrics_listen, and reads only real server flags from the
-environment.
+FLAGS_listen/FLAGS_metrics_listen, carries the default model at its
+FLAGS_model_dir, and reads only real server flags from the environment.
 
 usage: check_dockerfile.py MTLA_SERVER
 """
@@ -55,6 +55,12 @@ for l in instructions:
 exposed = {int(p) for l in instructions if l.startswith("EXPOSE ") for p in l.split()[1:]}
 ports = {int(env["FLAGS_listen"].rsplit(":", 1)[1]), int(env["FLAGS_metrics_listen"].rsplit(":", 1)[1])}
 check(ports == exposed, f"EXPOSE {sorted(exposed)} == the FLAGS_listen/FLAGS_metrics_listen ports")
+
+# The image carries the default model tools/run.sh serves, where FLAGS_model_dir points.
+default_model = re.search(r"^model=(\S+)$", open(os.path.join(REPO, "tools", "run.sh")).read(), re.M).group(1)
+check(f"COPY {default_model} {env.get('FLAGS_model_dir')}" in instructions
+      and os.path.isfile(os.path.join(REPO, default_model, "config.json")),
+      f"runtime stage copies the default model {default_model} to FLAGS_model_dir")
 
 entry = json.loads(re.search(r"^ENTRYPOINT\s+(\[.*\])", text, re.M).group(1))
 check(entry[0].endswith("/mtla-server"), "the server is the entrypoint")
