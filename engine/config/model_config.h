@@ -7,14 +7,9 @@
 
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
+#include "kernels/rope_style.h"
 
 namespace mtla {
-
-// How RoPE pairs the rotated dimensions.
-enum class RopeStyle {
-  kInterleaved,  // pairs (2j, 2j+1): the paper's mtla/MTLA.py and fairseq
-  kHalfSplit,    // pairs (j, j + d/2): transformers' rotate_half (LlamaMTLA)
-};
 
 // One MTLA attention layer (DESIGN.md section 1).
 struct MtlaAttentionConfig {

@@ -8,7 +8,7 @@
 #include <cstdint>
 #include <vector>
 
-#include "engine/config/model_config.h"
+#include "kernels/rope_style.h"
 
 namespace mtla::cpu {
 
