@@ -7,9 +7,12 @@
 #   docker run -p 50051:50051 -p 9090:9090 \
 #     -v /srv/models/llama_mtla:/models/model:ro mtla-server:0.1.0
 #
-# mtla-server does not link the CUDA backend yet (CMake MTLA_SERVER_CUDA=OFF,
-# see docs/design.md "CUDA backend"): the image serves on the CPU backend;
-# FLAGS_device=cuda fails at startup with a message saying so.
+# One mtla-server binary for the CPU and the GPU: the CUDA backend is the
+# plugin /usr/local/bin/libmtla_cuda_backend.so, loaded at run time only for
+# FLAGS_device=auto|cuda (docs/design.md "CUDA backend"). Without a usable GPU,
+# auto serves on the CPU and logs why; cuda stops at startup saying why. The
+# CUDA path has not yet run on a GPU (docs/gpu.md): treat GPU serving as
+# untested until the first GPU run is recorded there.
 #
 # Not built by this repository's CI (its machines have no container engine);
 # it is kept consistent with tools/setup.sh by construction: the build stage
@@ -36,6 +39,7 @@ RUN bash tools/setup.sh && rm -rf /var/lib/apt/lists/*
 # The source folders the top-level CMakeLists.txt adds (no build trees; the
 # deploy.dockerfile test keeps this list complete).
 COPY CMakeLists.txt CMakePresets.json ./
+COPY cmake cmake
 COPY proto proto
 COPY engine engine
 COPY server server
@@ -50,11 +54,14 @@ ARG CUDA_ARCHITECTURES="80;86;89;90"
 RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMTLA_CUDA=AUTO \
       -DMTLA_CPU_ARCH="${MTLA_CPU_ARCH}" -DCMAKE_CUDA_ARCHITECTURES="${CUDA_ARCHITECTURES}" \
       -DMTLA_TESTDATA_DIR=/nonexistent \
- && cmake --build /build --target mtla-server mtla-client mtla-bench -j"$(nproc)"
+ && cmake --build /build --target mtla-server mtla-client mtla-bench -j"$(nproc)" \
+ && if [ -f /build/bin/libmtla_cuda_backend.so ]; then :; else \
+      echo "no CUDA backend plugin was built (nvcc missing?)" >&2; exit 1; fi
 # Runtime packages: the owners of every shared library the binaries load,
 # less the C/C++ runtime and CUDA (both in the runtime base image).
 RUN set -eu; mkdir -p /out/bin; \
-    cp /build/bin/mtla-server /build/bin/mtla-client /build/bin/mtla-bench /out/bin/; \
+    cp /build/bin/mtla-server /build/bin/mtla-client /build/bin/mtla-bench \
+       /build/bin/libmtla_cuda_backend.so /out/bin/; \
     for b in /out/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u > /out/libs.txt; \
     while read -r lib; do \
       real=$(readlink -f "$lib"); \
@@ -90,4 +97,4 @@ USER 10001:10001
 # SIGTERM drains (health NOT_SERVING, in-flight requests finish within
 # FLAGS_drain_grace_seconds); the server is PID 1 and handles it itself.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["/usr/local/bin/mtla-server", "--tryfromenv=model_dir,listen,metrics_listen,device,dtype,kv_cache_mb,kv_cache_blocks,block_slots,max_running,max_batched_tokens,max_queued,max_message_bytes,max_new_tokens_limit,max_context_tokens,drain_grace_seconds"]
+ENTRYPOINT ["/usr/local/bin/mtla-server", "--tryfromenv=model_dir,listen,metrics_listen,device,dtype,kv_cache_mb,kv_cache_blocks,block_slots,max_running,max_batched_tokens,max_queued,max_message_bytes,max_new_tokens_limit,max_context_tokens,drain_grace_seconds,served_model_name,engine_stall_seconds"]

@@ -12,6 +12,9 @@
 #include "server/mtla_server.h"
 
 ABSL_FLAG(std::string, model_dir, "", "Model directory (config.json + model.safetensors)");
+ABSL_FLAG(std::string, served_model_name, "",
+          "Model name in GetModelInfo and the model_name metric label (default: the model "
+          "directory's name)");
 ABSL_FLAG(std::string, listen, "0.0.0.0:50051", "gRPC listen address");
 ABSL_FLAG(std::string, metrics_listen, "0.0.0.0:9090",
           "Prometheus /metrics listen address (empty: off)");
@@ -27,6 +30,9 @@ ABSL_FLAG(int, max_queued, 256, "Requests waiting beyond the running ones");
 ABSL_FLAG(int, max_message_bytes, 4 << 20, "Largest gRPC message accepted or sent");
 ABSL_FLAG(int, max_new_tokens_limit, 2048, "Largest max_new_tokens a request may ask for");
 ABSL_FLAG(int, max_context_tokens, 0, "Longest sequence served (0: the model's limit)");
+ABSL_FLAG(double, engine_stall_seconds, 60,
+          "Health turns NOT_SERVING when requests are in flight and the engine has made no "
+          "progress for this long (a hung step); a backend failure turns it NOT_SERVING for good");
 ABSL_FLAG(double, drain_grace_seconds, 30, "How long in-flight requests may run after SIGTERM");
 
 int main(int argc, char** argv) {
@@ -42,6 +48,7 @@ int main(int argc, char** argv) {
 
   mtla::ServerOptions options;
   options.model_dir = absl::GetFlag(FLAGS_model_dir);
+  options.served_model_name = absl::GetFlag(FLAGS_served_model_name);
   options.listen_address = absl::GetFlag(FLAGS_listen);
   options.metrics_address = absl::GetFlag(FLAGS_metrics_listen);
   options.device = absl::GetFlag(FLAGS_device);
@@ -56,6 +63,7 @@ int main(int argc, char** argv) {
   options.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
   options.max_context_tokens = absl::GetFlag(FLAGS_max_context_tokens);
   options.drain_grace_seconds = absl::GetFlag(FLAGS_drain_grace_seconds);
+  options.engine_stall_seconds = absl::GetFlag(FLAGS_engine_stall_seconds);
   if (options.model_dir.empty()) {
     std::fprintf(stderr, "mtla-server: --model_dir is required\n");
     return 2;

@@ -9,16 +9,27 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status_macros.h"
-#include "engine/model/backend_factory.h"
-#include "engine/model/llama_mtla.h"
-#include "engine/weights/safetensors.h"
+#include "engine/loading/served_model.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/server_builder.h"
+#include "server/http/net_address.h"
 #include "server/models_service.h"
 #include "server/text_generation_service.h"
 
 namespace mtla {
+
+std::string DefaultServedModelName(const std::string& model_dir) {
+  std::filesystem::path path = std::filesystem::path(model_dir).lexically_normal();
+  if (!path.has_filename()) path = path.parent_path();  // "dir/" -> "dir"
+  if (path.filename() == "." || path.filename() == ".." || path.empty()) {
+    std::error_code error;
+    std::filesystem::path absolute = std::filesystem::absolute(path, error).lexically_normal();
+    if (!absolute.has_filename()) absolute = absolute.parent_path();
+    if (!error) path = absolute;
+  }
+  return path.filename().string();
+}
 
 absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOptions& options) {
   if (options.device != "auto" && options.device != "cpu" && options.device != "cuda") {
@@ -27,13 +38,18 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   }
   auto server = std::unique_ptr<MtlaServer>(new MtlaServer());
   server->options_ = options;
-  const std::string model_name = std::filesystem::path(options.model_dir).filename().string();
+  const std::string model_name = options.served_model_name.empty()
+                                     ? DefaultServedModelName(options.model_dir)
+                                     : options.served_model_name;
   server->metrics_ = std::make_shared<ServingMetrics>(model_name);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
   grpc::ServerBuilder builder;
   builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  // gRPC sets SO_REUSEPORT by default, so a second server on a busy port
+  // would start and share its calls; refuse instead.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   server->services_.push_back(std::make_unique<TextGenerationService>(server->engine_));
@@ -47,46 +63,54 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   for (auto& service : server->services_) builder.RegisterService(service.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen on ", options.listen_address));
+    return absl::UnavailableError(absl::StrCat("--listen=", options.listen_address, ": cannot listen (",
+                                               ListenFailureReason(options.listen_address), ")"));
   }
-  server->server_->GetHealthCheckService()->SetServingStatus(false);  // loading
+  server->SetServing(false);  // loading
 
   if (!options.metrics_address.empty()) {
-    try {
-      server->exposer_ = std::make_unique<prometheus::Exposer>(options.metrics_address);
-    } catch (const std::exception& e) {
-      return absl::UnavailableError(
-          absl::StrCat("cannot serve metrics on ", options.metrics_address, ": ", e.what()));
+    auto metrics_http = http::MetricsHttpServer::Start(options.metrics_address,
+                                                       server->metrics_->registry());
+    if (!metrics_http.ok()) {
+      return absl::Status(metrics_http.status().code(),
+                          absl::StrCat("--metrics_listen: ", metrics_http.status().message()));
     }
-    server->exposer_->RegisterCollectable(server->metrics_->registry());
+    server->metrics_http_ = std::move(*metrics_http);
   }
   return server;
 }
 
 MtlaServer::~MtlaServer() {
+  StopHealthMonitor();
   if (server_) server_->Shutdown(std::chrono::system_clock::now());
   if (auto engine = engine_->Get()) engine->Stop();
 }
 
-int MtlaServer::metrics_port() const {
-  if (!exposer_) return 0;
-  std::vector<int> ports = exposer_->GetListeningPorts();
-  return ports.empty() ? 0 : ports[0];
-}
+int MtlaServer::metrics_port() const { return metrics_http_ ? metrics_http_->port() : 0; }
 
 absl::Status MtlaServer::LoadModel() {
-  // Flag errors first; the device choice itself is made (and logged) when the
-  // decoder is built.
-  RETURN_IF_ERROR(ParseDeviceChoice(options_.device).status());
+  ServedModelOptions load;
+  load.cache.block_slots = options_.block_slots;
+  load.cache.memory_bytes = options_.kv_cache_bytes;
+  load.cache.num_blocks = options_.kv_cache_blocks;
+  load.cache.max_context_tokens = options_.max_context_tokens;
+  ASSIGN_OR_RETURN(load.backend.device, ParseDeviceChoice(options_.device));
   RETURN_IF_ERROR(ValidateDtype(options_.dtype));
-  ASSIGN_OR_RETURN(std::unique_ptr<ModelRunner> runner, LoadRunner());
+  load.backend.dtype = options_.dtype;
+  load.log_prefix = "mtla-server";
+  load.wrap_backend = options_.wrap_backend;
+  ASSIGN_OR_RETURN(ServedModel model, LoadServedModel(options_.model_dir, load));
+
   EngineOptions engine_options;
   engine_options.scheduler.max_running = options_.max_running;
   engine_options.scheduler.max_batched_tokens = options_.max_batched_tokens;
   engine_options.scheduler.max_waiting = options_.max_queued;
   engine_options.max_new_tokens_limit = options_.max_new_tokens_limit;
-  auto engine = std::make_shared<Engine>(std::move(runner), engine_options, metrics_);
-  engine_->Set(engine, speech_model_ ? "s2t-mtla" : "llama-mtla");
+  engine_options.stall_timeout_seconds = options_.engine_stall_seconds;
+  auto engine = std::make_shared<Engine>(std::move(model.runner), engine_options, metrics_);
+  engine_->Set(engine, std::string(ModelArchitecture(model.family)));
+  speech_model_ = std::move(model.speech);
+  tokenizer_ = std::move(model.tokenizer);
   if (speech_model_) {
     auto front_end = std::make_shared<SpeechFrontEnd>();
     ASSIGN_OR_RETURN(front_end->fbank, audio::FbankComputer::Create());
@@ -94,69 +118,69 @@ absl::Status MtlaServer::LoadModel() {
     front_end->tokenizer = tokenizer_.get();
     front_end->engine = engine;
     front_end->metrics = metrics_;
-    front_end->source_language = speech_languages_.first;
-    front_end->target_language = speech_languages_.second;
+    front_end->source_language = model.source_language;
+    front_end->target_language = model.target_language;
     speech_->Set(front_end);
   }
-  server_->GetHealthCheckService()->SetServingStatus(true);
+  SetServing(true);
+  health_monitor_ = std::thread([this] { MonitorHealth(); });
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::unique_ptr<ModelRunner>> MtlaServer::LoadRunner() {
-  CacheOptions cache;
-  cache.block_slots = options_.block_slots;
-  cache.memory_bytes = options_.kv_cache_bytes;
-  cache.num_blocks = options_.kv_cache_blocks;
-  cache.max_context_tokens = options_.max_context_tokens;
-  BackendChoice choice;
-  ASSIGN_OR_RETURN(choice.device, ParseDeviceChoice(options_.device));
-  choice.dtype = options_.dtype;
-  const std::string dir = options_.model_dir;
-  std::ifstream config_file(dir + "/config.json");
-  if (!config_file) return absl::NotFoundError(absl::StrCat(dir, "/config.json: cannot open"));
-  std::stringstream text;
-  text << config_file.rdbuf();
-  const bool speech = text.str().find("\"model_type\"") == std::string::npos;
-  if (!speech) {
-    ASSIGN_OR_RETURN(LoadedModel model, LoadLlamaMtla(dir, cache, choice, "mtla-server"));
-    return std::make_unique<ModelRunner>(std::move(model.backend));
-  }
-  ASSIGN_OR_RETURN(SpeechModel model, LoadSpeechModelCpu(dir, cache));
-  if (choice.device == DeviceChoice::kCuda ||
-      (choice.device == DeviceChoice::kAuto && CudaBackendAvailable().ok())) {
-    // The encoder and projector stay on the CPU; the decoder moves to the
-    // chosen backend (CreateModelBackend reports a fallback or an error).
-    const std::string weights =
-        dir + (model.config.has_encoder ? "/model.safetensors" : "/decoder.safetensors");
-    ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights));
-    model.decoder.reset();
-    ASSIGN_OR_RETURN(model.decoder, CreateModelBackend(SpeechDecoderSpec(model.config), *file,
-                                                       cache, choice, "mtla-server"));
-  } else {
-    std::fprintf(stderr, "mtla-server: device %s -> cpu (%s)\n", options_.device.c_str(),
-                 choice.device == DeviceChoice::kCpu
-                     ? "requested"
-                     : std::string(CudaBackendAvailable().message()).c_str());
-  }
-  if (!model.encoder.has_value()) {
-    return absl::FailedPreconditionError(
-        absl::StrCat(dir, ": a decoder-only checkpoint cannot serve speech (no encoder)"));
-  }
-  for (const char* name : {"spm.model", "sentencepiece.model", "spm_unigram8000.model"}) {
-    const std::string path = dir + "/" + name;
-    if (std::filesystem::exists(path)) {
-      ASSIGN_OR_RETURN(tokenizer_, Tokenizer::Load(path));
-      break;
+bool MtlaServer::serving() const {
+  absl::MutexLock lock(&health_mu_);
+  return serving_;
+}
+
+void MtlaServer::SetServing(bool serving) {
+  absl::MutexLock lock(&health_mu_);
+  serving_ = serving;
+  server_->GetHealthCheckService()->SetServingStatus(serving);
+}
+
+void MtlaServer::MonitorHealth() {
+  std::string reported;  // the failure last logged
+  while (true) {
+    {
+      absl::MutexLock lock(&health_mu_);
+      auto stop = [this]() ABSL_SHARED_LOCKS_REQUIRED(health_mu_) { return stop_monitor_; };
+      health_mu_.AwaitWithTimeout(absl::Condition(&stop),
+                                  absl::Seconds(options_.health_check_interval_seconds));
+      if (stop_monitor_ || draining_) return;
+    }
+    std::shared_ptr<Engine> engine = engine_->Get();
+    if (engine == nullptr) continue;
+    const absl::Status health = engine->Health();
+    absl::MutexLock lock(&health_mu_);
+    if (draining_) return;
+    if (!health.ok() && serving_) {
+      std::fprintf(stderr, "mtla-server: NOT_SERVING: %s\n", std::string(health.message()).c_str());
+      reported = std::string(health.message());
+    } else if (health.ok() && !serving_) {
+      std::fprintf(stderr, "mtla-server: SERVING again (was: %s)\n", reported.c_str());
+    }
+    if (health.ok() != serving_) {
+      serving_ = health.ok();
+      server_->GetHealthCheckService()->SetServingStatus(serving_);
     }
   }
-  speech_languages_ = {model.config.source_language, model.config.target_language};
-  auto runner = std::make_unique<ModelRunner>(std::move(model.decoder));
-  speech_model_ = std::make_unique<SpeechModel>(std::move(model));
-  return runner;
+}
+
+void MtlaServer::StopHealthMonitor() {
+  {
+    absl::MutexLock lock(&health_mu_);
+    stop_monitor_ = true;
+  }
+  if (health_monitor_.joinable()) health_monitor_.join();
 }
 
 void MtlaServer::Drain() {
-  server_->GetHealthCheckService()->SetServingStatus(false);
+  {
+    absl::MutexLock lock(&health_mu_);
+    draining_ = true;
+  }
+  StopHealthMonitor();
+  SetServing(false);
   std::shared_ptr<Engine> engine = engine_->Get();
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration<double>(options_.drain_grace_seconds);

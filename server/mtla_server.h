@@ -1,5 +1,5 @@
 // The server process's parts put together: gRPC services (text generation,
-// models, grpc.health.v1, reflection), the engine, and the Prometheus exposer.
+// models, grpc.health.v1, reflection), the engine, and the Prometheus endpoint.
 //
 // Lifecycle: Start() binds the ports with health NOT_SERVING (loading);
 // LoadModel() builds the engine and turns health SERVING; Drain() turns health
@@ -9,23 +9,29 @@
 #define MTLA_SERVER_MTLA_SERVER_H_
 
 #include <cstddef>
+#include <functional>
 #include <memory>
+#include <thread>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
-#include "prometheus/exposer.h"
 #include "engine/speech/speech_model.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/engine_holder.h"
+#include "server/http/metrics_http_server.h"
 #include "server/speech_translation_service.h"
 
 namespace mtla {
 
 struct ServerOptions {
   std::string model_dir;
+  // The name GetModelInfo reports and the model_name metric label carry;
+  // empty: the model directory's name.
+  std::string served_model_name;
   std::string listen_address = "0.0.0.0:50051";
   std::string metrics_address = "0.0.0.0:9090";  // empty: no metrics endpoint
   std::string device = "auto";                    // auto | cpu | cuda
@@ -40,10 +46,20 @@ struct ServerOptions {
   int max_new_tokens_limit = 2048;
   int max_context_tokens = 0;  // 0: the model's own limit
   double drain_grace_seconds = 30;
+  // Health: how often the engine is asked, and how long it may go without
+  // progress while requests are in flight before health says NOT_SERVING.
+  double health_check_interval_seconds = 1;
+  double engine_stall_seconds = 60;
+  // Fault-injection tests only (see ServedModelOptions::wrap_backend).
+  std::function<std::unique_ptr<ModelBackend>(std::unique_ptr<ModelBackend>)> wrap_backend;
   // Speech sessions.
   double max_stream_seconds = 3600;
   size_t max_audio_chunk_bytes = 1 << 20;
 };
+
+// The model name a server reports when --served_model_name is not given: the
+// model directory's own name ("models/en-de/" -> "en-de").
+std::string DefaultServedModelName(const std::string& model_dir);
 
 class MtlaServer {
  public:
@@ -58,24 +74,36 @@ class MtlaServer {
   void Wait();
 
   int port() const { return port_; }
+  // Whether grpc.health.v1 currently answers SERVING.
+  bool serving() const;
   int metrics_port() const;
   std::shared_ptr<Engine> engine() const { return engine_->Get(); }
 
  private:
   MtlaServer() = default;
   ServerOptions options_;
-  // Loads a LlamaMTLA text model or a speech-translation model (by config.json).
-  absl::StatusOr<std::unique_ptr<ModelRunner>> LoadRunner();
 
   std::shared_ptr<EngineHolder> engine_ = std::make_shared<EngineHolder>();
   std::shared_ptr<SpeechFrontEndHolder> speech_ = std::make_shared<SpeechFrontEndHolder>();
+  // Watches the engine's Health() and turns gRPC health NOT_SERVING while it
+  // fails (for good after a backend failure), so a liveness probe restarts
+  // the pod instead of every request failing behind SERVING.
+  void MonitorHealth();
+  void StopHealthMonitor();
+  void SetServing(bool serving);
+
+  mutable absl::Mutex health_mu_;
+  bool serving_ ABSL_GUARDED_BY(health_mu_) = false;
+  bool stop_monitor_ ABSL_GUARDED_BY(health_mu_) = false;
+  bool draining_ ABSL_GUARDED_BY(health_mu_) = false;
+  std::thread health_monitor_;
+
   std::unique_ptr<SpeechModel> speech_model_;  // encoder + projector (decoder moved to the engine)
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::pair<std::string, std::string> speech_languages_;  // source, target; empty: unchecked
   std::shared_ptr<ServingMetrics> metrics_;
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<prometheus::Exposer> exposer_;
+  std::unique_ptr<http::MetricsHttpServer> metrics_http_;
   int port_ = 0;
 };
 

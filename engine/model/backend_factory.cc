@@ -4,16 +4,39 @@
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status_macros.h"
+#include "engine/model/backend_plugin_loader.h"
 #include "engine/model/cpu_model_backend.h"
 #include "engine/weights/safetensors.h"
 
-#ifdef MTLA_HAVE_CUDA
-#include "engine/model/cuda_model_backend.h"
-#include "kernels/cuda/cuda_status.h"
-#include "kernels/cuda/mtla_attention.h"
-#endif
-
 namespace mtla {
+namespace {
+
+constexpr size_t kReasonBytes = 1024;
+
+void LogChoice(std::string_view log_prefix, std::string_view line) {
+  std::fprintf(stderr, "%.*s: %.*s\n", static_cast<int>(log_prefix.size()), log_prefix.data(),
+               static_cast<int>(line.size()), line.data());
+}
+
+// The CUDA backend from the plugin, or why there is none.
+absl::StatusOr<std::unique_ptr<ModelBackend>> CreateCudaBackend(const DecoderSpec& spec,
+                                                                const SafetensorsFile& file,
+                                                                const CacheOptions& cache,
+                                                                const BackendChoice& choice) {
+  ASSIGN_OR_RETURN(const MtlaBackendPluginV1* plugin, LoadCudaBackendPlugin());
+  char reason[kReasonBytes] = {};
+  if (int code = plugin->probe(reason, sizeof(reason)); code != 0) {
+    return absl::FailedPreconditionError(reason);
+  }
+  MtlaBackendCreateArgs args{&spec, &file, &cache, choice.dtype.c_str(), choice.max_step_tokens};
+  void* backend = nullptr;
+  if (int code = plugin->create(&args, &backend, reason, sizeof(reason)); code != 0) {
+    return absl::Status(static_cast<absl::StatusCode>(code), reason);
+  }
+  return std::unique_ptr<ModelBackend>(static_cast<ModelBackend*>(backend));
+}
+
+}  // namespace
 
 absl::StatusOr<DeviceChoice> ParseDeviceChoice(std::string_view name) {
   if (name == "auto") return DeviceChoice::kAuto;
@@ -29,25 +52,13 @@ absl::Status ValidateDtype(std::string_view dtype) {
       absl::StrCat("--dtype: expected fp32, bf16 or fp16, got '", std::string(dtype), "'"));
 }
 
-bool CudaBackendCompiled() {
-#ifdef MTLA_HAVE_CUDA
-  return true;
-#else
-  return false;
-#endif
-}
+bool CudaBackendInstalled() { return LoadCudaBackendPlugin().ok(); }
 
 absl::Status CudaBackendAvailable() {
-#ifdef MTLA_HAVE_CUDA
-  return cuda::UsableDeviceCount().status();
-#else
-#ifdef MTLA_FACTORY_WITHOUT_CUDA
-  return absl::FailedPreconditionError(
-      "this mtla-server is built without the CUDA backend (CMake MTLA_SERVER_CUDA=OFF)");
-#else
-  return absl::FailedPreconditionError("this build has no CUDA backend (built without nvcc)");
-#endif
-#endif
+  ASSIGN_OR_RETURN(const MtlaBackendPluginV1* plugin, LoadCudaBackendPlugin());
+  char reason[kReasonBytes] = {};
+  if (plugin->probe(reason, sizeof(reason)) != 0) return absl::FailedPreconditionError(reason);
+  return absl::OkStatus();
 }
 
 absl::StatusOr<std::unique_ptr<ModelBackend>> CreateModelBackend(const DecoderSpec& spec,
@@ -57,39 +68,31 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateModelBackend(const DecoderSp
                                                                  std::string_view log_prefix) {
   RETURN_IF_ERROR(ValidateDtype(choice.dtype));
   if (choice.device != DeviceChoice::kCpu) {
-    absl::Status usable = CudaBackendAvailable();
-#ifdef MTLA_HAVE_CUDA
-    if (usable.ok() && !cuda::MtlaAttentionSupports(spec.attention.kv_lora_rank,
-                                                    spec.attention.qk_rope_head_dim)) {
-      usable = absl::UnimplementedError(absl::StrCat(
-          "no CUDA attention kernel for kv_lora_rank ", spec.attention.kv_lora_rank,
-          " with qk_rope_head_dim ", spec.attention.qk_rope_head_dim));
+    absl::StatusOr<std::unique_ptr<ModelBackend>> cuda =
+        CreateCudaBackend(spec, file, cache, choice);
+    if (cuda.ok()) {
+      LogChoice(log_prefix, absl::StrCat("device ", choice.device == DeviceChoice::kAuto ? "auto" : "cuda",
+                                         " -> ", std::string((*cuda)->name()), " (", choice.dtype, ")"));
+      return cuda;
     }
-    if (usable.ok()) {
-      CudaBackendOptions options;
-      options.dtype = *cuda::ParseDType(choice.dtype);
-      options.max_step_tokens = choice.max_step_tokens;
-      ASSIGN_OR_RETURN(std::unique_ptr<CudaModelBackend> backend,
-                       CudaModelBackend::Create(spec, file, cache, options));
-      std::fprintf(stderr, "%.*s: device %s -> %.*s\n", static_cast<int>(log_prefix.size()),
-                   log_prefix.data(), choice.device == DeviceChoice::kAuto ? "auto" : "cuda",
-                   static_cast<int>(backend->name().size()), backend->name().data());
-      return std::unique_ptr<ModelBackend>(std::move(backend));
-    }
-#endif
+    // Without a plugin, a device or a kernel for these dims, auto falls back
+    // to the CPU and cuda is an error; any other failure (out of device
+    // memory, a bad weight) is reported as it is.
+    const absl::StatusCode code = cuda.status().code();
+    const bool unusable = code == absl::StatusCode::kNotFound ||
+                          code == absl::StatusCode::kFailedPrecondition ||
+                          code == absl::StatusCode::kUnimplemented;
+    if (!unusable) return cuda.status();
     if (choice.device == DeviceChoice::kCuda) {
-      return absl::FailedPreconditionError(
-          absl::StrCat("--device=cuda: ", usable.message(), "; use --device=cpu or auto"));
+      return absl::FailedPreconditionError(absl::StrCat(
+          "--device=cuda: ", cuda.status().message(), "; use --device=cpu or auto"));
     }
-    std::fprintf(stderr, "%.*s: device auto -> cpu (%.*s)\n", static_cast<int>(log_prefix.size()),
-                 log_prefix.data(), static_cast<int>(usable.message().size()),
-                 usable.message().data());
+    LogChoice(log_prefix, absl::StrCat("device auto -> cpu (", cuda.status().message(), ")"));
   }
   ASSIGN_OR_RETURN(std::unique_ptr<CpuModelBackend> backend,
                    CpuModelBackend::Create(spec, file, cache));
   return std::unique_ptr<ModelBackend>(std::move(backend));
 }
-
 absl::StatusOr<LoadedModel> LoadLlamaMtla(const std::string& dir, const CacheOptions& cache,
                                           const BackendChoice& choice,
                                           std::string_view log_prefix) {

@@ -2,10 +2,12 @@
 // auto|cpu|cuda` and `--dtype fp32|bf16|fp16` (CUDA storage dtype).
 //
 //   cpu   the CPU backend.
-//   cuda  the CUDA backend; FailedPrecondition when this build has no CUDA
-//         backend or no device can be used (the reason is in the message).
-//   auto  CUDA when compiled in, a device is found and the model's dims have
-//         compiled kernels; otherwise CPU, with the reason logged to stderr.
+//   cuda  the CUDA backend (the plugin of backend_plugin_abi.h, loaded on
+//         first use); FailedPrecondition when the plugin is not installed or
+//         cannot load, or no device can be used (the reason is in the message).
+//   auto  CUDA when the plugin loads, a device is found and the model's dims
+//         have compiled kernels; otherwise CPU, with the reason logged to
+//         stderr. The CPU choice never loads the plugin.
 #ifndef MTLA_ENGINE_MODEL_BACKEND_FACTORY_H_
 #define MTLA_ENGINE_MODEL_BACKEND_FACTORY_H_
 
@@ -35,10 +37,11 @@ absl::StatusOr<DeviceChoice> ParseDeviceChoice(std::string_view name);
 // InvalidArgument naming the flag when `dtype` is not fp32, bf16 or fp16.
 absl::Status ValidateDtype(std::string_view dtype);
 
-// Whether this binary was built with the CUDA backend.
-bool CudaBackendCompiled();
-// OK when the CUDA backend can run here; otherwise why not ("this build has no
-// CUDA backend", "cudaGetDeviceCount: ...").
+// Whether the CUDA backend plugin is installed and loads (it is then loaded;
+// see backend_plugin_loader.h).
+bool CudaBackendInstalled();
+// OK when the CUDA backend can run here; otherwise why not ("this
+// installation has no CUDA backend ...", "cudaGetDeviceCount: ...").
 absl::Status CudaBackendAvailable();
 
 // Builds the chosen backend for `spec` from `file`. `log_prefix` starts the

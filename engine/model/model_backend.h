@@ -24,6 +24,10 @@ class ModelBackend {
   virtual int num_cache_blocks() const = 0;
   // Bytes one cache element takes in this backend's storage.
   virtual int cache_element_bytes() const = 0;
+  // OK while the backend can run steps. Not OK, for good, once it cannot (a
+  // sticky device error: every later call would fail too); the process must
+  // then be restarted. Cheap enough to ask after every step.
+  virtual absl::Status Health() const { return absl::OkStatus(); }
 
   // Copies whole blocks (all layers), in order. Run before a step that writes them.
   virtual absl::Status CopyBlocks(const std::vector<BlockCopy>& copies) = 0;

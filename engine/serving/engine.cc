@@ -3,6 +3,7 @@
 #include <algorithm>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 
 namespace mtla {
 namespace {
@@ -34,6 +35,7 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options
       runner_(std::move(runner)),
       scheduler_(SchedulerConfigForEngine(options.scheduler), &runner_->cache()) {
   PublishGauges();
+  last_progress_ns_.store(Clock::now().time_since_epoch().count());
   thread_ = std::thread([this] { Loop(); });
 }
 
@@ -53,6 +55,10 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest 
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest request) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!failure_.ok()) return failure_;
+  }
   if (draining()) return absl::UnavailableError("server is draining; retry on another replica");
   if (request.prompt.empty()) {
     return absl::InvalidArgumentError("prompt_token_ids: the prompt is empty");
@@ -418,14 +424,54 @@ void Engine::Loop() {
     }
     DropCancelled();
     idle = requests_.empty() || !RunStep();
+    CheckBackendHealth();
     PublishGauges();
   }
   // Fail whatever is left, including commands that raced with Stop().
   TakeCommands(/*wait=*/false);
+  FailAll(absl::UnavailableError("server shutting down"));
+  PublishGauges();
+}
+
+void Engine::FailAll(const absl::Status& status) {
   std::vector<int64_t> ids;
   for (const auto& [id, r] : requests_) ids.push_back(id);
-  for (int64_t id : ids) Fail(id, absl::UnavailableError("server shutting down"));
-  PublishGauges();
+  for (int64_t id : ids) Fail(id, status);
+}
+
+void Engine::CheckBackendHealth() {
+  last_progress_ns_.store(Clock::now().time_since_epoch().count());
+  absl::Status failure;
+  {
+    absl::MutexLock lock(&mu_);
+    failure = failure_;
+  }
+  if (failure.ok()) {
+    const absl::Status health = runner_->backend().Health();
+    if (health.ok()) return;
+    failure = absl::UnavailableError(
+        absl::StrCat("the ", backend_name_, " backend failed and cannot serve until the server ",
+                     "restarts: ", health.message()));
+    absl::MutexLock lock(&mu_);
+    failure_ = failure;
+  }
+  TakeCommands(/*wait=*/false);  // what slipped in before failure_ was set
+  FailAll(failure);
+}
+
+absl::Status Engine::Health() const {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!failure_.ok()) return failure_;
+  }
+  const int in_flight = in_flight_.load();
+  const int64_t last = last_progress_ns_.load();
+  if (in_flight == 0 || last == 0) return absl::OkStatus();
+  const double since =
+      std::chrono::duration<double>(Clock::now().time_since_epoch() - Clock::duration(last)).count();
+  if (since <= options_.stall_timeout_seconds) return absl::OkStatus();
+  return absl::UnavailableError(absl::StrFormat(
+      "the engine made no progress for %.1f s with %d requests in flight", since, in_flight));
 }
 
 }  // namespace mtla

@@ -31,6 +31,9 @@ namespace mtla {
 struct EngineOptions {
   SchedulerConfig scheduler;
   int max_new_tokens_limit = 4096;  // per request
+  // Health() reports a stall when requests are in flight and the engine
+  // thread has not come round its loop for this long (a step that hangs).
+  double stall_timeout_seconds = 60;
 };
 
 struct GenerationRequest {
@@ -83,6 +86,11 @@ class Engine {
   void Stop();
 
   EngineStats stats() const;
+  // OK while the engine can serve. Not OK when the backend failed for good
+  // (every request in flight then failed with Unavailable, and so does every
+  // new one), or while it is stalled (see EngineOptions); the message says
+  // which, for logs and the server's health status.
+  absl::Status Health() const;
   const DecoderSpec& spec() const { return spec_; }
   const KvCacheGeometry& cache_geometry() const { return geometry_; }
   int cache_blocks_total() const { return blocks_total_; }
@@ -133,6 +141,10 @@ class Engine {
   // Finishes a beam search request with its best hypothesis.
   void FinishBeam(Request& request);
   void PublishGauges();
+  // After each turn of the loop: records progress and, when the backend
+  // reports a lasting failure, fails everything in flight.
+  void CheckBackendHealth();
+  void FailAll(const absl::Status& status);
 
   EngineOptions options_;
   DecoderSpec spec_;
@@ -156,6 +168,8 @@ class Engine {
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
 
+  absl::Status failure_ ABSL_GUARDED_BY(mu_);  // the backend's lasting failure
+  std::atomic<int64_t> last_progress_ns_{0};   // steady clock, end of the last loop turn
   std::atomic<bool> draining_{false};
   std::atomic<int> in_flight_{0};
   std::atomic<int64_t> next_id_{1};

@@ -41,19 +41,25 @@ absl::StatusOr<std::vector<float>> SpeechModel::Project(const float* encoder_out
   return projector.Forward(encoder_out, frames);
 }
 
-absl::StatusOr<SpeechModel> LoadSpeechModelCpu(const std::string& dir,
-                                               const CacheOptions& options) {
+absl::StatusOr<SpeechModel> LoadSpeechModelWithoutDecoder(
+    const std::string& dir, std::unique_ptr<SafetensorsFile>* weights) {
   SpeechModel model;
   ASSIGN_OR_RETURN(model.config, LoadSpeechModelConfig(dir + "/config.json"));
-  const std::string weights =
+  const std::string path =
       dir + (model.config.has_encoder ? "/model.safetensors" : "/decoder.safetensors");
-  ASSIGN_OR_RETURN(std::unique_ptr<SafetensorsFile> file, SafetensorsFile::Open(weights));
+  ASSIGN_OR_RETURN(*weights, SafetensorsFile::Open(path));
   // Tensor errors from the safetensors reader name the file and the tensor.
   if (model.config.has_encoder) {
-    ASSIGN_OR_RETURN(model.encoder, SpeechEncoder::Load(model.config.encoder, *file));
+    ASSIGN_OR_RETURN(model.encoder, SpeechEncoder::Load(model.config.encoder, **weights));
   }
-  ASSIGN_OR_RETURN(model.projector, SpeechProjector::Load(model.config, *file));
+  ASSIGN_OR_RETURN(model.projector, SpeechProjector::Load(model.config, **weights));
+  return model;
+}
 
+absl::StatusOr<SpeechModel> LoadSpeechModelCpu(const std::string& dir,
+                                               const CacheOptions& options) {
+  std::unique_ptr<SafetensorsFile> file;
+  ASSIGN_OR_RETURN(SpeechModel model, LoadSpeechModelWithoutDecoder(dir, &file));
   ASSIGN_OR_RETURN(model.decoder,
                    CpuModelBackend::Create(SpeechDecoderSpec(model.config), *file, options));
   return model;

@@ -20,6 +20,7 @@
 #include "engine/model/model_backend.h"
 #include "engine/speech/speech_config.h"
 #include "engine/speech/speech_encoder.h"
+#include "engine/weights/safetensors.h"
 
 namespace mtla {
 
@@ -54,6 +55,12 @@ struct SpeechModel {
 // decoder-only checkpoint, decoder.safetensors. options.max_context_tokens
 // > 0 overrides the decoder's context limit. Errors name the file and tensor.
 absl::StatusOr<SpeechModel> LoadSpeechModelCpu(const std::string& dir, const CacheOptions& options);
+
+// The same without the decoder (`decoder` stays null): config, encoder and
+// projector, for a caller that builds the decoder on a backend of its choice
+// from `*weights`, the opened weights file.
+absl::StatusOr<SpeechModel> LoadSpeechModelWithoutDecoder(
+    const std::string& dir, std::unique_ptr<SafetensorsFile>* weights);
 
 }  // namespace mtla
 

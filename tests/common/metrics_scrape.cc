@@ -14,11 +14,11 @@
 
 namespace mtla::test_support {
 
-int HttpGet(int port, const std::string& path, std::string* body) {
-  body->clear();
+std::string HttpExchange(int port, const std::string& request, double wait_seconds) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return 0;
-  timeval tv{5, 0};
+  if (fd < 0) return "";
+  const timeval tv{static_cast<time_t>(wait_seconds),
+                   static_cast<suseconds_t>((wait_seconds - static_cast<time_t>(wait_seconds)) * 1e6)};
   setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   sockaddr_in addr{};
@@ -27,38 +27,45 @@ int HttpGet(int port, const std::string& path, std::string* body) {
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return 0;
+    return "";
   }
-  const std::string request = absl::StrCat("GET ", path,
-                                           " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-                                           "Connection: close\r\n\r\n");
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
-    if (n <= 0) {
-      close(fd);
-      return 0;
-    }
+    if (n <= 0) break;  // the server may answer (and close) before reading it all
     sent += static_cast<size_t>(n);
   }
   std::string response;
   char buffer[16384];
   while (true) {
     const ssize_t n = recv(fd, buffer, sizeof(buffer), 0);
-    if (n < 0) {
-      close(fd);
-      return 0;
-    }
-    if (n == 0) break;
+    if (n <= 0) break;
     response.append(buffer, static_cast<size_t>(n));
   }
   close(fd);
+  return response;
+}
+
+int HttpStatus(const std::string& response) {
+  int status = 0;
+  if (response.rfind("HTTP/1.", 0) != 0 ||
+      std::sscanf(response.c_str(), "HTTP/1.%*d %d", &status) != 1) {
+    return 0;
+  }
+  return status;
+}
+
+int HttpGet(int port, const std::string& path, std::string* body) {
+  body->clear();
+  const std::string response = HttpExchange(port, absl::StrCat("GET ", path,
+                                                               " HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                                                               "Connection: close\r\n\r\n"));
   const size_t header_end = response.find("\r\n\r\n");
   if (header_end == std::string::npos || response.rfind("HTTP/1.", 0) != 0) return 0;
   const std::string headers = response.substr(0, header_end);
   std::string content = response.substr(header_end + 4);
-  int status = 0;
-  if (std::sscanf(headers.c_str(), "HTTP/1.%*d %d", &status) != 1) return 0;
+  const int status = HttpStatus(response);
+  if (status == 0) return 0;
   std::string lower = headers;
   for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
   if (lower.find("transfer-encoding: chunked") != std::string::npos) {

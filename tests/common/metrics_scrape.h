@@ -7,6 +7,14 @@
 
 namespace mtla::test_support {
 
+// Sends `request` (raw bytes) to 127.0.0.1:port and returns every byte of
+// the answer until the server closes the connection or nothing arrives for
+// `wait_seconds`; empty when the connection failed.
+std::string HttpExchange(int port, const std::string& request, double wait_seconds = 5);
+
+// The status code of a raw HTTP/1.x response; 0 when it is not one.
+int HttpStatus(const std::string& response);
+
 // GET http://127.0.0.1:port/path. Returns the HTTP status (0 when the
 // connection or the read failed) and the body (de-chunked if need be).
 int HttpGet(int port, const std::string& path, std::string* body);

@@ -1,0 +1,103 @@
+#include "engine/loading/served_model.h"
+
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include "absl/strings/str_cat.h"
+#include "engine/common/status_macros.h"
+#include "engine/config/json_fields.h"
+#include "engine/config/model_config.h"
+#include "engine/model/llama_mtla.h"
+
+namespace mtla {
+namespace {
+
+absl::StatusOr<std::string> ReadFile(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return absl::NotFoundError(absl::StrCat(path, ": cannot open"));
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) return absl::DataLossError(absl::StrCat(path, ": read error"));
+  return text.str();
+}
+
+absl::StatusOr<std::unique_ptr<Tokenizer>> FindTokenizer(const std::string& dir) {
+  for (const char* name : kTokenizerFileNames) {
+    const std::string path = absl::StrCat(dir, "/", name);
+    std::error_code error;
+    if (std::filesystem::is_regular_file(path, error)) return Tokenizer::Load(path);
+  }
+  return std::unique_ptr<Tokenizer>();
+}
+
+std::unique_ptr<ModelBackend> Wrapped(const ServedModelOptions& options,
+                                      std::unique_ptr<ModelBackend> backend) {
+  return options.wrap_backend ? options.wrap_backend(std::move(backend)) : std::move(backend);
+}
+
+absl::Status LoadLlama(const std::string& dir, const ServedModelOptions& options,
+                       ServedModel* model) {
+  ASSIGN_OR_RETURN(LoadedModel loaded,
+                   LoadLlamaMtla(dir, options.cache, options.backend, options.log_prefix));
+  model->runner = std::make_unique<ModelRunner>(Wrapped(options, std::move(loaded.backend)));
+  return absl::OkStatus();
+}
+
+absl::Status LoadSpeech(const std::string& dir, const ServedModelOptions& options,
+                        ServedModel* model) {
+  std::unique_ptr<SafetensorsFile> weights;
+  ASSIGN_OR_RETURN(SpeechModel speech, LoadSpeechModelWithoutDecoder(dir, &weights));
+  if (!speech.encoder.has_value()) {
+    return absl::FailedPreconditionError(
+        absl::StrCat(dir, ": a decoder-only checkpoint cannot serve speech (no encoder)"));
+  }
+  ASSIGN_OR_RETURN(std::unique_ptr<ModelBackend> decoder,
+                   CreateModelBackend(SpeechDecoderSpec(speech.config), *weights, options.cache,
+                                      options.backend, options.log_prefix));
+  model->runner = std::make_unique<ModelRunner>(Wrapped(options, std::move(decoder)));
+  model->source_language = speech.config.source_language;
+  model->target_language = speech.config.target_language;
+  model->speech = std::make_unique<SpeechModel>(std::move(speech));
+  return absl::OkStatus();
+}
+
+}  // namespace
+
+std::string_view ModelArchitecture(ModelFamily family) {
+  return family == ModelFamily::kLlamaMtla ? "llama-mtla" : "s2t-mtla";
+}
+
+absl::StatusOr<ModelFamily> DetectModelFamily(std::string_view config_json,
+                                              const std::string& path) {
+  ASSIGN_OR_RETURN(nlohmann::json json, ParseJson(std::string(config_json), path));
+  if (!json.is_object()) {
+    return absl::InvalidArgumentError(absl::StrCat(path, ": expected a JSON object"));
+  }
+  const auto model_type = json.find("model_type");
+  if (model_type == json.end()) return ModelFamily::kSpeechTranslation;  // fairseq arguments
+  if (!model_type->is_string() || model_type->get<std::string>() != "llama-mtla") {
+    return absl::InvalidArgumentError(
+        absl::StrCat(path, ": model_type: expected \"llama-mtla\" (or no model_type for the "
+                           "paper's speech-translation model), got ",
+                     model_type->dump()));
+  }
+  return ModelFamily::kLlamaMtla;
+}
+
+absl::StatusOr<ServedModel> LoadServedModel(const std::string& dir,
+                                            const ServedModelOptions& options) {
+  const std::string config_path = dir + "/config.json";
+  ASSIGN_OR_RETURN(std::string config, ReadFile(config_path));
+  ServedModel model;
+  ASSIGN_OR_RETURN(model.family, DetectModelFamily(config, config_path));
+  if (model.family == ModelFamily::kLlamaMtla) {
+    RETURN_IF_ERROR(LoadLlama(dir, options, &model));
+  } else {
+    RETURN_IF_ERROR(LoadSpeech(dir, options, &model));
+  }
+  ASSIGN_OR_RETURN(model.tokenizer, FindTokenizer(dir));
+  return model;
+}
+
+}  // namespace mtla
