@@ -63,10 +63,13 @@ class BeamSearch {
   BeamSearch(const BeamSearchOptions& options, int vocab_size, int64_t src_len, SequenceId root,
              int32_t first_token, std::function<SequenceId()> new_id);
 
-  // The (sequence, token) pairs to run this step, one per live beam.
+  // The (sequence, token) pairs to run this step, one per live beam. A live
+  // beam's sequence holds the context and the beam's tokens but the last one,
+  // which is its input.
   const std::vector<std::pair<SequenceId, int32_t>>& inputs() const { return inputs_; }
   // `logits` holds one row of `vocab_size` per input, in order. Chooses the
-  // next beams, forking and freeing sequences in `cache`.
+  // next beams, keeping, forking and freeing sequences in `cache` (never
+  // allocating a block); once done(), every live sequence has been freed.
   absl::Status Advance(const float* logits, KvCacheManager* cache);
   bool done() const { return done_; }
   // Tokens chosen so far by live beam `i` (i < inputs().size()). With one beam
