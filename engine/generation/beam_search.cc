@@ -41,6 +41,25 @@ BeamSearch::BeamSearch(const BeamSearchOptions& options, int vocab_size, int64_t
   ignore_.assign(options.beam_size, false);
 }
 
+std::vector<SequenceId> BeamSearch::sequences() const {
+  std::vector<SequenceId> out;
+  out.reserve(beams_.size());
+  for (const Beam& beam : beams_) out.push_back(beam.sequence);
+  return out;
+}
+
+absl::Status BeamSearch::Rebind(const std::vector<SequenceId>& sequences) {
+  if (sequences.size() != beams_.size()) {
+    return absl::InvalidArgumentError(absl::StrCat("rebind: ", sequences.size(),
+                                                   " sequences for ", beams_.size(), " beams"));
+  }
+  for (size_t i = 0; i < beams_.size(); ++i) {
+    beams_[i].sequence = sequences[i];
+    inputs_[i].first = sequences[i];
+  }
+  return absl::OkStatus();
+}
+
 void BeamSearch::Release(KvCacheManager* cache) {
   for (const Beam& beam : beams_) (void)cache->Free(beam.sequence);
   beams_.clear();
@@ -52,12 +71,20 @@ absl::Status BeamSearch::Advance(const float* logits, KvCacheManager* cache) {
   const int beam = options_.beam_size;
   const int rows = static_cast<int>(beams_.size());
   lprobs_.resize(static_cast<size_t>(rows) * vocab_);
+  std::vector<bool> eos_forced(rows, false);
   for (int b = 0; b < rows; ++b) {
     double* lp = lprobs_.data() + static_cast<size_t>(b) * vocab_;
     LogSoftmax(logits + static_cast<size_t>(b) * vocab_, vocab_, lp);
     lp[options_.pad] = kNegInf;
     lp[options_.unk] -= options_.unk_penalty;
     if (step_ >= max_len_) {
+      // Would this beam have ended here on its own? (EOS is its best token.)
+      for (int v = 0; v < vocab_; ++v) {
+        if (lp[v] > lp[options_.eos]) {
+          eos_forced[b] = true;
+          break;
+        }
+      }
       for (int v = 0; v < vocab_; ++v) {
         if (v != options_.eos) lp[v] = kNegInf;
       }
@@ -105,6 +132,7 @@ absl::Status BeamSearch::Advance(const float* logits, KvCacheManager* cache) {
     }
     h.positional_scores.push_back(static_cast<float>(cand_score[i] - previous));
     h.score = cand_score[i];
+    h.eos_forced = eos_forced[cand_beam[i]];
     if (options_.normalize_scores) h.score /= std::pow(step_ + 1, options_.len_penalty);
     finalized_.push_back(std::move(h));
   }
@@ -124,15 +152,24 @@ absl::Status BeamSearch::Advance(const float* logits, KvCacheManager* cache) {
     keyed[i] = {masked ? cand_size + i : i, i};
   }
   std::sort(keyed.begin(), keyed.end());
+  // Each parent's first child keeps the parent's sequence; further children
+  // fork it. Forks first, while every parent still holds its sequence.
   std::vector<Beam> next;
+  std::vector<bool> kept(beams_.size(), false);
   inputs_.clear();
   for (int j = 0; j < beam && j < k; ++j) {
     const int pos = keyed[j].second;
     ignore_[j] = keyed[j].first >= cand_size;
-    const Beam& parent = beams_[cand_beam[pos]];
+    const int p = cand_beam[pos];
+    const Beam& parent = beams_[p];
     Beam child;
-    child.sequence = new_id_();
-    RETURN_IF_ERROR(cache->Fork(parent.sequence, child.sequence));
+    if (kept[p]) {
+      child.sequence = new_id_();
+      RETURN_IF_ERROR(cache->Fork(parent.sequence, child.sequence));
+    } else {
+      child.sequence = parent.sequence;
+      kept[p] = true;
+    }
     child.tokens = parent.tokens;
     child.tokens.push_back(cand_token[pos]);
     child.cumulative = parent.cumulative;
@@ -140,7 +177,9 @@ absl::Status BeamSearch::Advance(const float* logits, KvCacheManager* cache) {
     inputs_.push_back({child.sequence, cand_token[pos]});
     next.push_back(std::move(child));
   }
-  for (const Beam& old : beams_) RETURN_IF_ERROR(cache->Free(old.sequence));
+  for (size_t b = 0; b < beams_.size(); ++b) {
+    if (!kept[b]) RETURN_IF_ERROR(cache->Free(beams_[b].sequence));
+  }
   beams_ = std::move(next);
   ++step_;
   return absl::OkStatus();

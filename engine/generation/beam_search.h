@@ -5,12 +5,17 @@
 // before min_len and forced at max_len = min(max_len_a * src_len + max_len_b,
 // max_positions - 1); results sorted by score, best first.
 //
-// Beams are cache sequences. Choosing the next beams forks the chosen parents
-// (the new beam shares every block; only the newest, still-merging block is
-// copied when written) and frees the old ones: whole caches are never copied.
+// Beams are cache sequences. The search decides only which sequences to keep,
+// fork or free and which token each appends: a chosen parent's first child
+// keeps its sequence, further children fork it (sharing every block; the
+// newest, still-merging block is copied when next written), and parents left
+// without children are freed. It never allocates blocks.
 //
 // The search is a state machine so that an engine can batch its inputs with
 // other work: feed inputs(), pass the logits rows to Advance(), until done().
+// Its state is the beams' tokens and scores, not the cache: an engine that
+// dropped the beams' sequences (preemption) recomputes them from
+// beam_tokens() and hands them back with Rebind().
 //
 // Thread-safety: not thread-safe.
 #ifndef MTLA_ENGINE_GENERATION_BEAM_SEARCH_H_
@@ -46,6 +51,8 @@ struct BeamHypothesis {
   std::vector<int32_t> tokens;  // generated tokens, ending with EOS
   double score = 0.0;           // normalized as configured
   std::vector<float> positional_scores;  // log-prob of each token
+  // Ended at max_len with EOS forced: EOS was not the beam's own best token.
+  bool eos_forced = false;
 };
 
 class BeamSearch {
@@ -56,15 +63,24 @@ class BeamSearch {
   BeamSearch(const BeamSearchOptions& options, int vocab_size, int64_t src_len, SequenceId root,
              int32_t first_token, std::function<SequenceId()> new_id);
 
-  // The (sequence, token) pairs to run this step, one per live beam.
+  // The (sequence, token) pairs to run this step, one per live beam. A live
+  // beam's sequence holds the context and the beam's tokens but the last one,
+  // which is its input.
   const std::vector<std::pair<SequenceId, int32_t>>& inputs() const { return inputs_; }
   // `logits` holds one row of `vocab_size` per input, in order. Chooses the
-  // next beams, forking and freeing sequences in `cache`.
+  // next beams, keeping, forking and freeing sequences in `cache` (never
+  // allocating a block); once done(), every live sequence has been freed.
   absl::Status Advance(const float* logits, KvCacheManager* cache);
   bool done() const { return done_; }
   // Tokens chosen so far by live beam `i` (i < inputs().size()). With one beam
   // they are final as soon as chosen, so they can be streamed.
   const std::vector<int32_t>& beam_tokens(size_t i) const { return beams_[i].tokens; }
+  // Live beams (== inputs().size()), and their sequences in beam order.
+  size_t num_live() const { return beams_.size(); }
+  std::vector<SequenceId> sequences() const;
+  // Beam i now lives in sequences[i] (a recomputed copy holding the same
+  // tokens). InvalidArgument unless there is one sequence per live beam.
+  absl::Status Rebind(const std::vector<SequenceId>& sequences);
   // Finished hypotheses, best first (valid once done()).
   const std::vector<BeamHypothesis>& results() const { return finalized_; }
   // Frees every live beam sequence (after done(), or to abandon the search).

@@ -80,6 +80,7 @@ TEST_F(BeamSearchTest, BeamOneEqualsGreedyAndForcesEosAtMaxLen) {
   std::vector<int32_t> want = generated_;
   want.push_back(2);  // forced at max_len
   EXPECT_EQ((*hyps)[0].tokens, want);
+  EXPECT_TRUE((*hyps)[0].eos_forced);  // EOS forced at max_len: the model would go on
   EXPECT_EQ(runner_->cache().num_used_blocks(), 0);
   EXPECT_EQ(runner_->cache().num_sequences(), 0);
 }
@@ -115,6 +116,85 @@ TEST_F(BeamSearchTest, RejectsBeamSizeOutOfRangeAndFreesRoot) {
   options.beam_size = 17;
   auto hyps = RunBeamSearch(runner_.get(), Root(), prompt_.back(), 0, options);
   EXPECT_EQ(hyps.status().code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(runner_->cache().num_used_blocks(), 0);
+}
+
+
+// Advance() only keeps, forks and frees sequences: it never takes a block
+// from the pool, and live beams are exactly the live sequences.
+TEST_F(BeamSearchTest, AdvanceNeverAllocatesBlocks) {
+  BeamSearchOptions options;
+  options.beam_size = 4;
+  options.max_len_b = 12;
+  SequenceId next = 5000;
+  BeamSearch search(options, runner_->backend().spec().vocab_size, 0, Root(), prompt_.back(),
+                    [&] { return next++; });
+  std::vector<float> logits;
+  std::vector<SequenceWork> work;
+  while (!search.done()) {
+    work.clear();
+    for (const auto& [sequence, token] : search.inputs()) {
+      work.push_back({sequence, absl::MakeConstSpan(&token, 1), true, false});
+    }
+    ASSERT_TRUE(runner_->Step(work, &logits).ok());
+    const int used = runner_->cache().num_used_blocks();
+    ASSERT_TRUE(search.Advance(logits.data(), &runner_->cache()).ok());
+    EXPECT_LE(runner_->cache().num_used_blocks(), used);
+    EXPECT_EQ(static_cast<size_t>(runner_->cache().num_sequences()), search.num_live());
+    EXPECT_EQ(search.sequences().size(), search.num_live());
+  }
+  EXPECT_EQ(runner_->cache().num_used_blocks(), 0);
+}
+
+// The search's state is its beams' tokens: recomputing every beam into a new
+// sequence mid-search (as after a preemption) and rebinding gives the
+// undisturbed hypotheses.
+TEST_F(BeamSearchTest, RebindToRecomputedSequencesGivesTheSameHypotheses) {
+  BeamSearchOptions options;
+  options.beam_size = 3;
+  options.max_len_b = 10;
+  auto undisturbed = RunBeamSearch(runner_.get(), Root(), prompt_.back(), 0, options);
+  ASSERT_TRUE(undisturbed.ok()) << undisturbed.status();
+
+  SequenceId next = 7000;
+  BeamSearch search(options, runner_->backend().spec().vocab_size, 0, Root(), prompt_.back(),
+                    [&] { return next++; });
+  std::vector<float> logits;
+  std::vector<SequenceWork> work;
+  for (int step = 0; !search.done(); ++step) {
+    if (step == 4) {
+      // Drop every beam's cache and recompute it from the tokens alone.
+      for (SequenceId id : search.sequences()) ASSERT_TRUE(runner_->cache().Free(id).ok());
+      std::vector<SequenceId> fresh;
+      std::vector<std::vector<int32_t>> inputs;
+      for (size_t b = 0; b < search.num_live(); ++b) {
+        const std::vector<int32_t>& own = search.beam_tokens(b);
+        std::vector<int32_t> tokens(prompt_.begin(), prompt_.end());
+        tokens.insert(tokens.end(), own.begin(), own.end() - 1);  // the last one is pending
+        fresh.push_back(next++);
+        ASSERT_TRUE(runner_->cache().AddSequence(fresh.back()).ok());
+        inputs.push_back(std::move(tokens));
+      }
+      work.clear();
+      for (size_t b = 0; b < fresh.size(); ++b) {
+        work.push_back({fresh[b], absl::MakeConstSpan(inputs[b]), false, false});
+      }
+      ASSERT_TRUE(runner_->Step(work, &logits).ok());
+      ASSERT_TRUE(search.Rebind(fresh).ok());
+      EXPECT_FALSE(search.Rebind({fresh[0]}).ok());  // one sequence per live beam
+    }
+    work.clear();
+    for (const auto& [sequence, token] : search.inputs()) {
+      work.push_back({sequence, absl::MakeConstSpan(&token, 1), true, false});
+    }
+    ASSERT_TRUE(runner_->Step(work, &logits).ok());
+    ASSERT_TRUE(search.Advance(logits.data(), &runner_->cache()).ok());
+  }
+  ASSERT_EQ(search.results().size(), undisturbed->size());
+  for (size_t i = 0; i < undisturbed->size(); ++i) {
+    EXPECT_EQ(search.results()[i].tokens, (*undisturbed)[i].tokens) << i;
+    EXPECT_NEAR(search.results()[i].score, (*undisturbed)[i].score, 1e-5) << i;
+  }
   EXPECT_EQ(runner_->cache().num_used_blocks(), 0);
 }
 

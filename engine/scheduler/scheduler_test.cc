@@ -333,6 +333,159 @@ TEST(SchedulerTest, CountsCopyOnWriteOfAForkedTail) {
 }
 
 // ---------------------------------------------------------------------------
+// Groups of rows (beam search).
+
+// Forks `id`'s root into `width` rows (the root stays row 0) and hands them to
+// the scheduler, as the engine does after a beam search's first step.
+std::vector<SequenceId> ForkRoot(Scheduler* sched, KvCacheManager* cache, RequestId id, int width,
+                                 SequenceId first_new) {
+  std::vector<SequenceId> rows = {id};
+  for (int i = 1; i < width; ++i) {
+    rows.push_back(first_new + i);
+    EXPECT_TRUE(cache->Fork(id, rows.back()).ok());
+  }
+  EXPECT_TRUE(sched->SetRows(id, rows).ok());
+  return rows;
+}
+
+// Appends every row of every entry (the model runner's part) and reports the
+// step done.
+SchedulerOutput RunGroupStep(Scheduler* sched, KvCacheManager* cache) {
+  SchedulerOutput out = sched->Schedule();
+  std::vector<BlockCopy> copies;
+  for (const ScheduledWork& w : out.work) {
+    const std::vector<SequenceId>& rows = sched->rows(w.id);
+    EXPECT_EQ(static_cast<int>(rows.size()), w.num_rows) << "request " << w.id;
+    for (SequenceId row : rows) {
+      EXPECT_EQ(cache->num_tokens(row), w.start) << "row " << row;
+      EXPECT_TRUE(cache->Append(row, w.num_tokens, &copies).ok()) << "row " << row;
+    }
+  }
+  sched->OnStepDone(out);
+  return out;
+}
+
+TEST(SchedulerGroupTest, MaxGroupBlocks) {
+  const KvCacheGeometry g = Geometry(/*down_rate=*/2, /*block_slots=*/2);  // 4 tokens per block
+  EXPECT_EQ(MaxGroupBlocks(g, 10, 22, 1), 6);
+  // 2 complete blocks shared, the rest (4 blocks per row) private.
+  EXPECT_EQ(MaxGroupBlocks(g, 10, 22, 4), 2 + 4 * 4);
+  EXPECT_EQ(MaxGroupBlocks(g, 3, 22, 4), 4 * 6);
+  EXPECT_EQ(MaxGroupBlocks(g, 8, 8, 3), 2);
+}
+
+TEST(SchedulerGroupTest, AddAndRowErrors) {
+  KvCacheManager cache(Geometry(1, 2), 10);  // 20 tokens
+  Scheduler sched(Config(/*max_running=*/4, /*max_batched_tokens=*/3), &cache);
+  EXPECT_EQ(sched.Add(1, 2, 4, 0).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sched.Add(1, 2, 4, 5).code(), absl::StatusCode::kResourceExhausted);  // > max_running
+  EXPECT_EQ(sched.Add(1, 2, 4, 4).code(), absl::StatusCode::kResourceExhausted);  // > budget
+  // 1 shared block + 3 x 4 private ones > 10.
+  EXPECT_EQ(sched.Add(1, 2, 10, 3).code(), absl::StatusCode::kResourceExhausted);
+  ASSERT_TRUE(sched.Add(1, 2, 8, 3).ok());  // 1 + 3 x 3
+  EXPECT_EQ(sched.SetRows(1, {1}).code(), absl::StatusCode::kFailedPrecondition);  // waiting
+  EXPECT_EQ(sched.SetRows(9, {1}).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(sched.Truncate(9, 0).code(), absl::StatusCode::kNotFound);
+  EXPECT_EQ(sched.Truncate(1, 3).code(), absl::StatusCode::kInvalidArgument);
+  RunGroupStep(&sched, &cache);
+  EXPECT_THAT(sched.rows(1), ElementsAre(1));
+  EXPECT_EQ(sched.Truncate(1, 1).code(), absl::StatusCode::kFailedPrecondition);  // running
+  ASSERT_TRUE(cache.Fork(1, 100).ok());
+  ASSERT_TRUE(cache.AddSequence(200).ok());
+  EXPECT_EQ(sched.SetRows(1, {1, 200}).code(), absl::StatusCode::kInvalidArgument);  // 0 tokens
+  EXPECT_EQ(sched.SetRows(1, {1, 300}).code(), absl::StatusCode::kInvalidArgument);  // absent
+  EXPECT_EQ(sched.SetRows(1, {1, 1}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_EQ(sched.SetRows(1, {1, 100, 100, 1}).code(), absl::StatusCode::kInvalidArgument);
+  EXPECT_THAT(sched.rows(1), ElementsAre(1));  // unchanged by the failures
+  ASSERT_TRUE(sched.SetRows(1, {100, 1}).ok());
+  EXPECT_THAT(sched.rows(1), ElementsAre(100, 1));
+  ASSERT_TRUE(cache.Free(200).ok());
+  EXPECT_TRUE(sched.Remove(1));
+  EXPECT_EQ(cache.num_sequences(), 0);
+  EXPECT_EQ(cache.num_used_blocks(), 0);
+}
+
+// A group reserves its maximum width of max_running from admission on, and
+// all its rows share one step's budget.
+TEST(SchedulerGroupTest, RowsCountAgainstMaxRunningAndTheBudget) {
+  KvCacheManager cache(Geometry(1, 4), 64);
+  Scheduler sched(Config(/*max_running=*/5, /*max_batched_tokens=*/4), &cache);
+  ASSERT_TRUE(sched.Add(1, 2, 20, 3).ok());
+  ASSERT_TRUE(sched.Add(2, 1, 20, 1).ok());
+  ASSERT_TRUE(sched.Add(3, 1, 20, 2).ok());
+  SchedulerOutput out = RunGroupStep(&sched, &cache);
+  EXPECT_THAT(out.admitted, ElementsAre(1, 2));  // 3 + 1 rows reserved; 3 needs 2 more
+  EXPECT_EQ(sched.num_running_rows(), 4);
+  EXPECT_THAT(WorkOf(out), ElementsAre(P{1, 2}, P{2, 1}));
+  ForkRoot(&sched, &cache, 1, 3, 100);
+  ASSERT_TRUE(sched.AppendTokens(1, 1).ok());
+  ASSERT_TRUE(sched.AppendTokens(2, 1).ok());
+  out = RunGroupStep(&sched, &cache);
+  ASSERT_EQ(out.work.size(), 2u);
+  EXPECT_EQ(out.work[0].num_rows, 3);
+  EXPECT_THAT(WorkOf(out), ElementsAre(P{1, 1}, P{2, 1}));
+  EXPECT_EQ(out.num_tokens(), 4);
+  // Request 2 has 3 tokens pending: the older group takes its 3 rows' tokens
+  // first, and 2 gets the one left.
+  ASSERT_TRUE(sched.AppendTokens(1, 1).ok());
+  ASSERT_TRUE(sched.AppendTokens(2, 3).ok());
+  out = RunGroupStep(&sched, &cache);
+  EXPECT_THAT(WorkOf(out), ElementsAre(P{1, 1}, P{2, 1}));
+  EXPECT_EQ(out.num_tokens(), 4);
+  ASSERT_TRUE(sched.Remove(2));  // room for 3's two rows now
+  EXPECT_EQ(sched.num_running_rows(), 3);
+  ASSERT_TRUE(sched.AppendTokens(1, 2).ok());
+  out = RunGroupStep(&sched, &cache);
+  EXPECT_THAT(out.admitted, ElementsAre(3));
+  // 4 tokens: the group takes 1 per row (2 would be 6), 3 gets the last one.
+  EXPECT_THAT(WorkOf(out), ElementsAre(P{1, 1}, P{3, 1}));
+  EXPECT_TRUE(sched.Remove(1));
+  EXPECT_TRUE(sched.Remove(3));
+  EXPECT_EQ(cache.num_sequences(), 0);
+  EXPECT_EQ(cache.num_used_blocks(), 0);
+}
+
+// The newest group is preempted whole: all its rows are freed, it keeps its
+// tokens, and it comes back with one row (its root) to recompute them.
+TEST(SchedulerGroupTest, PreemptionFreesEveryRowOfTheGroup) {
+  KvCacheManager cache(Geometry(1, 2), 8);
+  Scheduler sched(Config(8, 16), &cache);
+  ASSERT_TRUE(sched.Add(1, 4, 12, 1).ok());
+  ASSERT_TRUE(sched.Add(2, 2, 6, 3).ok());  // 1 shared block + 3 x 2
+  RunGroupStep(&sched, &cache);
+  ForkRoot(&sched, &cache, 2, 3, 100);
+  ASSERT_TRUE(sched.AppendTokens(2, 1).ok());  // each row opens a block of its own
+  SchedulerOutput out = RunGroupStep(&sched, &cache);
+  EXPECT_EQ(out.num_tokens(), 3);
+  EXPECT_EQ(cache.num_sequences(), 4);
+  // 1 grows by 6 tokens (3 blocks): the group must go.
+  ASSERT_TRUE(sched.AppendTokens(1, 6).ok());
+  ASSERT_TRUE(sched.AppendTokens(2, 1).ok());
+  out = RunGroupStep(&sched, &cache);
+  EXPECT_THAT(out.preempted, ElementsAre(2));
+  EXPECT_THAT(WorkOf(out), ElementsAre(P{1, 6}));
+  EXPECT_EQ(cache.num_sequences(), 1);
+  EXPECT_TRUE(sched.rows(2).empty());
+  EXPECT_EQ(sched.num_tokens(2), 4);
+  EXPECT_EQ(sched.num_running_rows(), 1);
+  // The owner recomputes the rows' shared prefix as one row first.
+  ASSERT_TRUE(sched.Truncate(2, 3).ok());
+  ASSERT_TRUE(sched.Remove(1));
+  out = RunGroupStep(&sched, &cache);
+  EXPECT_THAT(out.admitted, ElementsAre(2));
+  EXPECT_THAT(WorkOf(out), ElementsAre(P{2, 3}));
+  EXPECT_THAT(sched.rows(2), ElementsAre(2));
+  ForkRoot(&sched, &cache, 2, 3, 200);
+  ASSERT_TRUE(sched.AppendTokens(2, 1).ok());
+  out = RunGroupStep(&sched, &cache);
+  EXPECT_THAT(WorkOf(out), ElementsAre(P{2, 1}));
+  EXPECT_EQ(out.num_tokens(), 3);
+  EXPECT_TRUE(sched.Remove(2));
+  EXPECT_EQ(cache.num_sequences(), 0);
+  EXPECT_EQ(cache.num_used_blocks(), 0);
+}
+
+// ---------------------------------------------------------------------------
 // Randomized simulation of an engine loop against a tiny cache.
 
 struct SimParams {
@@ -345,6 +498,9 @@ struct SimParams {
 };
 
 struct SimRequest {
+  int width = 1;  // > 1: a beam group (its rows fork after the prompt)
+  int64_t fork_at = -1;        // >= 0: recomputing the shared prefix as one row
+  int64_t resume_tokens = 0;   // the tokens per row to restore after that fork
   int64_t prompt_total = 0;
   int64_t prompt_known = 0;
   int64_t max_new = 0;
@@ -359,6 +515,8 @@ struct SimStats {
   int64_t cancelled = 0;
   int64_t rejected = 0;
   int64_t preemptions = 0;
+  int64_t group_preemptions = 0;
+  int64_t groups_finished = 0;
   int64_t readmitted_at_once = 0;
   int64_t computed = 0;
   int64_t max_latency = 0;
@@ -383,6 +541,8 @@ void Simulate(const SimParams& p, SimStats* stats) {
 
   std::map<RequestId, SimRequest> live;
   RequestId next_id = 0;
+  SequenceId next_row = SequenceId{1} << 40;
+  const int max_width = std::min({4, p.max_running, p.max_batched_tokens});
   int64_t next_order = 0;
   int64_t last_first_admission = -1;
 
@@ -395,21 +555,29 @@ void Simulate(const SimParams& p, SimStats* stats) {
     const double arrival_rate = (step / 250) % 2 == 0 ? 0.6 : 0.08;
     if (arriving && chance(arrival_rate)) {
       SimRequest r;
-      r.prompt_total = uniform(0, cache_tokens / 2);
+      r.width = max_width >= 2 && chance(0.3) ? static_cast<int>(uniform(2, max_width)) : 1;
+      r.prompt_total = uniform(r.width > 1 ? 1 : 0, cache_tokens / 2);
       r.max_new = uniform(1, cache_tokens / 3);
-      const bool too_big = chance(0.03);
+      bool too_big = chance(0.03);
       int64_t max_total = r.prompt_total + r.max_new;
       if (too_big) {
         max_total = cache_tokens + uniform(1, 5);
-      } else if (max_total > cache_tokens) {
-        r.max_new = std::max<int64_t>(1, cache_tokens - r.prompt_total);
+      } else {
+        // Shrink to what the whole cache can hold (a group may still not fit).
+        while (r.max_new > 1 && MaxGroupBlocks(geometry, r.prompt_total, r.prompt_total + r.max_new,
+                                               r.width) > p.num_blocks) {
+          --r.max_new;
+        }
         max_total = r.prompt_total + r.max_new;
+        too_big = MaxGroupBlocks(geometry, r.prompt_total, max_total, r.width) > p.num_blocks;
       }
-      r.prompt_known = chance(0.3) ? uniform(0, r.prompt_total) : r.prompt_total;
+      // Beam groups know their prompt (the engine's are whole); others stream.
+      r.prompt_known =
+          r.width == 1 && chance(0.3) ? uniform(0, r.prompt_total) : r.prompt_total;
       r.arrival_step = step;
       const RequestId id = next_id++;
       const bool queue_full = sched.num_waiting() >= p.max_waiting;
-      const absl::Status s = sched.Add(id, r.prompt_known, max_total);
+      const absl::Status s = sched.Add(id, r.prompt_known, max_total, r.width);
       if (too_big || queue_full) {
         ASSERT_EQ(s.code(), absl::StatusCode::kResourceExhausted) << s;
         ++stats->rejected;
@@ -431,8 +599,9 @@ void Simulate(const SimParams& p, SimStats* stats) {
     if (!live.empty() && chance(0.03)) {
       auto it = live.begin();
       std::advance(it, uniform(0, static_cast<int64_t>(live.size()) - 1));
+      const std::vector<SequenceId> rows = sched.rows(it->first);
       ASSERT_TRUE(sched.Remove(it->first));
-      ASSERT_FALSE(cache.contains(it->first));
+      for (SequenceId row : rows) ASSERT_FALSE(cache.contains(row));
       live.erase(it);
       ++stats->cancelled;
     }
@@ -441,19 +610,38 @@ void Simulate(const SimParams& p, SimStats* stats) {
     const SchedulerOutput out = sched.Schedule();
     stats->preemptions += static_cast<int64_t>(out.preempted.size());
     ASSERT_LE(out.num_tokens(), p.max_batched_tokens);
-    ASSERT_LE(sched.num_running(), p.max_running);
-    ASSERT_EQ(cache.num_sequences(), sched.num_running());
+    ASSERT_LE(sched.num_running_rows(), p.max_running);
+    int64_t rows_held = 0;
+    for (const auto& [id, r] : live) {
+      const size_t rows = sched.rows(id).size();
+      ASSERT_LE(static_cast<int>(rows), r.width);
+      ASSERT_EQ(rows > 0, sched.is_running(id));
+      rows_held += static_cast<int64_t>(rows);
+    }
+    ASSERT_LE(rows_held, sched.num_running_rows());
+    ASSERT_EQ(cache.num_sequences(), rows_held);
     std::set<RequestId> seen;
     for (const ScheduledWork& w : out.work) {
       ASSERT_TRUE(seen.insert(w.id).second) << "request " << w.id << " twice";
       ASSERT_TRUE(sched.is_running(w.id));
       ASSERT_GT(w.num_tokens, 0);
+      ASSERT_EQ(w.num_rows, static_cast<int>(sched.rows(w.id).size()));
       ASSERT_EQ(w.start, sched.num_computed(w.id));
       ASSERT_LE(w.start + w.num_tokens, sched.num_tokens(w.id));
     }
     // A victim is out of the cache, unless room was left to re-admit it at
     // once (it leads the queue): then it starts over from an empty sequence.
     for (RequestId id : out.preempted) {
+      // The owner of a group that had forked recomputes the rows' shared
+      // prefix (at least the prompt) as one row, then forks it again.
+      SimRequest& victim = live.at(id);
+      if (victim.width > 1 && (victim.generated > 0 || victim.fork_at >= 0)) {
+        ++stats->group_preemptions;
+        if (victim.fork_at < 0) victim.resume_tokens = sched.num_tokens(id);
+        victim.fork_at = uniform(victim.prompt_total, victim.resume_tokens - 1);
+        victim.fork_at = std::min(victim.fork_at, sched.num_tokens(id));
+        ASSERT_TRUE(sched.Truncate(id, victim.fork_at).ok());
+      }
       const bool readmitted =
           std::find(out.admitted.begin(), out.admitted.end(), id) != out.admitted.end();
       ASSERT_EQ(cache.contains(id), readmitted);
@@ -481,9 +669,11 @@ void Simulate(const SimParams& p, SimStats* stats) {
     // The model runner appends in order; every append must succeed.
     std::vector<BlockCopy> copies;
     for (const ScheduledWork& w : out.work) {
-      ASSERT_EQ(cache.num_tokens(w.id), w.start);
-      const absl::Status s = cache.Append(w.id, w.num_tokens, &copies);
-      ASSERT_TRUE(s.ok()) << "step " << step << ": " << s;
+      for (SequenceId row : sched.rows(w.id)) {
+        ASSERT_EQ(cache.num_tokens(row), w.start);
+        const absl::Status s = cache.Append(row, w.num_tokens, &copies);
+        ASSERT_TRUE(s.ok()) << "step " << step << ": " << s;
+      }
     }
     sched.OnStepDone(out);
     stats->computed += out.num_tokens();
@@ -492,13 +682,46 @@ void Simulate(const SimParams& p, SimStats* stats) {
     for (auto it = live.begin(); it != live.end();) {
       const RequestId id = it->first;
       SimRequest& r = it->second;
-      if (sched.is_running(id)) {
-        ASSERT_EQ(cache.num_tokens(id), sched.num_computed(id));
+      for (SequenceId row : sched.rows(id)) {
+        ASSERT_EQ(cache.num_tokens(row), sched.num_computed(id));
       }
       const bool done_computing = sched.is_running(id) &&
                                   sched.num_computed(id) == sched.num_tokens(id) &&
                                   r.prompt_known == r.prompt_total;
-      if (done_computing) {
+      if (done_computing && r.fork_at >= 0) {
+        // The shared prefix is back: fork it into the group's rows.
+        ASSERT_EQ(sched.rows(id).size(), 1u);
+        std::vector<SequenceId> rows = {id};
+        for (int i = 1; i < r.width; ++i) {
+          rows.push_back(next_row++);
+          ASSERT_TRUE(cache.Fork(id, rows.back()).ok());
+        }
+        ASSERT_TRUE(sched.SetRows(id, rows).ok());
+        ASSERT_TRUE(sched.AppendTokens(id, r.resume_tokens - r.fork_at).ok());
+        r.fork_at = -1;
+      } else if (done_computing) {
+        if (r.width > 1 && r.generated < r.max_new) {
+          // A beam step: each next row continues a random current row; a
+          // parent's first child keeps its sequence, others fork it, and
+          // parents without children are freed.
+          const std::vector<SequenceId> parents = sched.rows(id);
+          std::vector<bool> kept(parents.size(), false);
+          std::vector<SequenceId> rows;
+          for (int i = 0; i < r.width; ++i) {
+            const size_t p = static_cast<size_t>(uniform(0, static_cast<int64_t>(parents.size()) - 1));
+            if (kept[p]) {
+              rows.push_back(next_row++);
+              ASSERT_TRUE(cache.Fork(parents[p], rows.back()).ok());
+            } else {
+              kept[p] = true;
+              rows.push_back(parents[p]);
+            }
+          }
+          for (size_t p = 0; p < parents.size(); ++p) {
+            if (!kept[p]) ASSERT_TRUE(cache.Free(parents[p]).ok());
+          }
+          ASSERT_TRUE(sched.SetRows(id, rows).ok());
+        }
         if (r.generated < r.max_new) {
           ASSERT_TRUE(sched.AppendTokens(id, 1).ok());
           ++r.generated;
@@ -507,6 +730,7 @@ void Simulate(const SimParams& p, SimStats* stats) {
           ASSERT_LE(step - r.arrival_step, kMaxLatencySteps) << "request " << id << " starved";
           ASSERT_TRUE(sched.Remove(id));
           ++stats->finished;
+          stats->groups_finished += r.width > 1;
           it = live.erase(it);
           continue;
         }
@@ -520,7 +744,7 @@ void Simulate(const SimParams& p, SimStats* stats) {
   EXPECT_EQ(cache.num_sequences(), 0);
 }
 
-TEST(SchedulerSimulationTest, RandomTrafficKeepsPromisesWithoutLeaksOrStarvation) {
+TEST(SchedulerSimulationTest, RandomTrafficWithBeamGroupsKeepsPromisesWithoutLeaksOrStarvation) {
   const SimParams params[] = {
       // seed, blocks, down_rate, max_running, max_batched_tokens, max_waiting
       {1, 12, 1, 4, 8, 16},  {2, 20, 2, 6, 16, 32}, {3, 40, 3, 8, 32, 64},
@@ -537,6 +761,8 @@ TEST(SchedulerSimulationTest, RandomTrafficKeepsPromisesWithoutLeaksOrStarvation
     total.cancelled += stats.cancelled;
     total.rejected += stats.rejected;
     total.preemptions += stats.preemptions;
+    total.group_preemptions += stats.group_preemptions;
+    total.groups_finished += stats.groups_finished;
     total.readmitted_at_once += stats.readmitted_at_once;
     total.computed += stats.computed;
 
@@ -546,10 +772,13 @@ TEST(SchedulerSimulationTest, RandomTrafficKeepsPromisesWithoutLeaksOrStarvation
   EXPECT_GT(total.preemptions, 100);
   EXPECT_GT(total.cancelled, 50);
   EXPECT_GT(total.rejected, 50);
+  EXPECT_GT(total.groups_finished, 100);
+  EXPECT_GT(total.group_preemptions, 50);
   std::printf(
-      "finished %lld, cancelled %lld, rejected %lld, preemptions %lld (%lld re-admitted at once), "
+      "finished %lld (%lld groups), group preemptions %lld, cancelled %lld, rejected %lld, preemptions %lld (%lld re-admitted at once), "
       "tokens computed %lld, max latency %lld steps\n",
-      static_cast<long long>(total.finished), static_cast<long long>(total.cancelled),
+      static_cast<long long>(total.finished), static_cast<long long>(total.groups_finished),
+      static_cast<long long>(total.group_preemptions), static_cast<long long>(total.cancelled),
       static_cast<long long>(total.rejected), static_cast<long long>(total.preemptions),
       static_cast<long long>(total.readmitted_at_once), static_cast<long long>(total.computed),
       static_cast<long long>(total.max_latency));

@@ -4,6 +4,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
+#include "engine/common/status_macros.h"
 
 namespace mtla {
 namespace {
@@ -95,10 +96,19 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
                                               ") exceeds the model's context of ",
                                               spec_.max_context_tokens, " tokens"));
   }
-  if (geometry_.BlocksForTokens(total) > blocks_total_) {
-    return absl::ResourceExhaustedError(
-        absl::StrCat("request needs ", geometry_.BlocksForTokens(total),
-                     " cache blocks and the whole cache has ", blocks_total_));
+  const int width = request.use_beam_search ? request.beam_size : 1;
+  const int64_t shared = request.prefix_rows + static_cast<int64_t>(request.prompt.size());
+  if (const int64_t blocks = MaxGroupBlocks(geometry_, shared, total, width);
+      blocks > blocks_total_) {
+    return absl::ResourceExhaustedError(absl::StrCat("request needs ", blocks,
+                                                     " cache blocks and the whole cache has ",
+                                                     blocks_total_));
+  }
+  const SchedulerConfig& limits = options_.scheduler;
+  if (width > limits.max_running || width > limits.max_batched_tokens) {
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "beam_size ", width, " exceeds what the engine runs at once (max_running ",
+        limits.max_running, ", max_batched_tokens ", limits.max_batched_tokens, ")"));
   }
   const int capacity = options_.scheduler.max_running + options_.scheduler.max_waiting;
   if (in_flight_.fetch_add(1) >= capacity) {
@@ -116,7 +126,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
   r->beam_options = request.beam;
   r->beam_options.beam_size = request.beam_size;
   r->beam_options.max_len_a = 0;
-  r->beam_options.max_len_b = request.sampling.max_new_tokens;
+  // EOS is forced as the max_new_tokens-th token: at most max_new_tokens in all.
+  r->beam_options.max_len_b = request.sampling.max_new_tokens - 1;
   r->beam_options.max_positions = static_cast<int>(spec_.max_context_tokens);
   r->beam_options.eos = spec_.eos_token_id;
   r->stream = std::make_shared<RequestStream>();
@@ -162,8 +173,10 @@ void Engine::TakeCommands(bool wait) {
   }
   for (Command& c : commands) {
     Request& r = *c.request;
-    absl::Status added = scheduler_.Add(r.id, r.sequence_length(),
-                                        r.sequence_length() + r.sampler.params().max_new_tokens);
+    const int width = r.use_beam_search ? r.beam_options.beam_size : 1;
+    absl::Status added =
+        scheduler_.Add(r.id, r.sequence_length(),
+                       r.sequence_length() + r.sampler.params().max_new_tokens, width);
     if (!added.ok()) {
       r.stream->Fail(added);
       in_flight_.fetch_sub(1);
@@ -171,6 +184,12 @@ void Engine::TakeCommands(bool wait) {
       continue;
     }
     if (metrics_) metrics_->AddPromptTokens(r.prompt_len);
+    if (r.use_beam_search) {
+      // The root is the group's first row (the request id); the scheduler
+      // computes the context into it before the first Advance.
+      r.beam = std::make_unique<BeamSearch>(r.beam_options, spec_.vocab_size, r.prefix_len, r.id,
+                                            r.tokens.back(), [this] { return next_sequence_id_++; });
+    }
     requests_.emplace(c.id, std::move(c.request));
   }
 }
@@ -178,11 +197,7 @@ void Engine::TakeCommands(bool wait) {
 void Engine::Fail(int64_t id, const absl::Status& status) {
   auto it = requests_.find(id);
   if (it == requests_.end()) return;
-  scheduler_.Remove(id);
-  if (it->second->beam) {
-    it->second->beam->Release(&runner_->cache());
-    std::erase(beam_requests_, id);
-  }
+  scheduler_.Remove(id);  // frees every row, beams included
   std::shared_ptr<RequestStream> stream = it->second->stream;
   requests_.erase(it);
   in_flight_.fetch_sub(1);
@@ -224,26 +239,86 @@ void Engine::PublishGauges() {
   const KvCacheManager& cache = runner_->cache();
   {
     absl::MutexLock lock(&mu_);
-    stats_.running = scheduler_.num_running() + static_cast<int>(beam_requests_.size());
+    stats_.running = scheduler_.num_running();
     stats_.waiting = scheduler_.num_waiting();
     stats_.cache_blocks_used = cache.num_used_blocks();
     stats_.cache_blocks_total = cache.num_total_blocks();
   }
   if (metrics_) {
-    metrics_->SetRequestsRunning(scheduler_.num_running() + static_cast<int>(beam_requests_.size()));
+    metrics_->SetRequestsRunning(scheduler_.num_running());
     metrics_->SetRequestsWaiting(scheduler_.num_waiting());
     metrics_->SetKvCache(cache.num_used_blocks(), cache.num_total_blocks(),
                          spec_.num_layers * geometry_.BytesPerTokenPerLayer(element_bytes_));
   }
 }
 
-absl::Status Engine::StartBeamSearch(Request& r, const float* logits) {
-  // The scheduler's sequence (prefix + first input) becomes the search's root.
-  scheduler_.Release(r.id);
-  r.beam = std::make_unique<BeamSearch>(r.beam_options, spec_.vocab_size, r.prefix_len, r.id,
-                                        r.tokens.back(), [this] { return next_sequence_id_++; });
-  beam_requests_.push_back(r.id);
-  return r.beam->Advance(logits, &runner_->cache());
+absl::Status Engine::OnBeamGroupPreempted(Request& r) {
+  BeamSearch& search = *r.beam;
+  const size_t live = search.num_live();
+  if (live <= 1) {
+    // One row: the scheduler recomputes it whole into the root sequence.
+    r.fork_at = -1;
+    return search.Rebind(std::vector<SequenceId>(live, r.id));
+  }
+  // All beams hold the context and the tokens they have in common; each one's
+  // last token is its pending input (not in the cache).
+  const std::vector<int32_t>& first = search.beam_tokens(0);
+  size_t common = first.size() - 1;
+  for (size_t b = 1; b < live; ++b) {
+    const std::vector<int32_t>& other = search.beam_tokens(b);
+    size_t i = 0;
+    while (i < common && other[i] == first[i]) ++i;
+    common = i;
+  }
+  r.fork_at = r.sequence_length() + static_cast<int64_t>(common);
+  return scheduler_.Truncate(r.id, r.fork_at);
+}
+
+absl::Status Engine::ForkRecomputedBeams(Request& r) {
+  BeamSearch& search = *r.beam;
+  KvCacheManager& cache = runner_->cache();
+  std::vector<SequenceId> rows = {r.id};  // beam 0 keeps the root
+  for (size_t b = 1; b < search.num_live(); ++b) {
+    rows.push_back(next_sequence_id_++);
+    RETURN_IF_ERROR(cache.Fork(r.id, rows.back()));
+  }
+  RETURN_IF_ERROR(scheduler_.SetRows(r.id, rows));
+  RETURN_IF_ERROR(search.Rebind(rows));
+  // Every row now computes its own tokens after the fork, pending input last.
+  const int64_t row_tokens =
+      r.sequence_length() + static_cast<int64_t>(search.beam_tokens(0).size());
+  RETURN_IF_ERROR(scheduler_.AppendTokens(r.id, row_tokens - r.fork_at));
+  r.fork_at = -1;
+  return absl::OkStatus();
+}
+
+absl::Status Engine::AdvanceBeams(Request& r, const float* logits, Clock::time_point now) {
+  RETURN_IF_ERROR(r.beam->Advance(logits, &runner_->cache()));
+  if (r.beam->done()) {
+    RETURN_IF_ERROR(scheduler_.SetRows(r.id, {}));  // the search freed its beams
+    FinishBeam(r);
+    return absl::OkStatus();
+  }
+  RETURN_IF_ERROR(scheduler_.SetRows(r.id, r.beam->sequences()));
+  RETURN_IF_ERROR(scheduler_.AppendTokens(r.id, 1));  // each beam's chosen token
+  if (r.beam_options.beam_size == 1) StreamBeamOne(r, now);
+  return absl::OkStatus();
+}
+
+absl::Span<const int32_t> Engine::RowTokens(const Request& r, size_t row, int64_t from,
+                                           int64_t count) {
+  const int64_t prompt = static_cast<int64_t>(r.tokens.size());
+  if (r.beam == nullptr || from + count <= prompt) {
+    return absl::MakeConstSpan(r.tokens.data() + from, count);
+  }
+  // Beam rows continue the prompt with their own tokens. A row recomputing
+  // the beams' shared prefix (fork_at) reads beam 0's.
+  const std::vector<int32_t>& own = r.beam->beam_tokens(r.fork_at >= 0 ? 0 : row);
+  if (from >= prompt) return absl::MakeConstSpan(own.data() + (from - prompt), count);
+  std::vector<int32_t>& joined = scratch_.emplace_back();
+  joined.assign(r.tokens.begin() + from, r.tokens.end());
+  joined.insert(joined.end(), own.begin(), own.begin() + (from + count - prompt));
+  return absl::MakeConstSpan(joined);
 }
 
 void Engine::StreamBeamOne(Request& r, Clock::time_point now) {
@@ -265,46 +340,46 @@ void Engine::FinishBeam(Request& r) {
   const std::vector<BeamHypothesis>& results = r.beam->results();
   FinishReason reason = FinishReason::kLength;
   if (!results.empty()) {
-    const std::vector<int32_t>& best = results.front().tokens;
-    r.tokens.insert(r.tokens.end(), best.begin(), best.end());
-    const size_t from = std::min(r.streamed, best.size());
-    r.stream->PushTokens(std::vector<int32_t>(best.begin() + from, best.end()));
-    if (metrics_) metrics_->AddGenerationTokens(best.size() - from);
-    // fairseq forces EOS at max_len; a hypothesis that reached it is "length".
-    reason = static_cast<int>(best.size()) <= r.beam->max_len() ? FinishReason::kEos
-                                                                 : FinishReason::kLength;
+    const BeamHypothesis& best = results.front();
+    r.tokens.insert(r.tokens.end(), best.tokens.begin(), best.tokens.end());
+    const size_t from = std::min(r.streamed, best.tokens.size());
+    r.stream->PushTokens(std::vector<int32_t>(best.tokens.begin() + from, best.tokens.end()));
+    if (metrics_) metrics_->AddGenerationTokens(best.tokens.size() - from);
+    // fairseq forces EOS at max_len: that is the length limit, unless EOS was
+    // the beam's own choice there too.
+    reason = best.eos_forced ? FinishReason::kLength : FinishReason::kEos;
   }
   if (r.streamed == 0) r.first_token = Clock::now();
   r.last_token = Clock::now();
-  std::erase(beam_requests_, r.id);
   r.beam.reset();
   Finish(r, reason);
 }
 
 bool Engine::RunStep() {
   const Clock::time_point step_start = Clock::now();
-  KvCacheManager& cache = runner_->cache();
 
-  // Beam searches first: their next inputs, and the blocks those need.
-  std::vector<std::pair<SequenceId, int>> beam_appends;
-  for (int64_t id : beam_requests_) {
-    for (const auto& [sequence, token] : requests_.at(id)->beam->inputs()) {
-      beam_appends.emplace_back(sequence, 1);
-    }
-  }
-  const int64_t beam_blocks = beam_appends.empty() ? 0 : cache.BlocksNeededToAppendAll(beam_appends);
-  SchedulerOutput plan = scheduler_.Schedule(beam_blocks);
+  SchedulerOutput plan = scheduler_.Schedule();
+  std::vector<int64_t> failed;
   for (int64_t id : plan.preempted) {
     auto it = requests_.find(id);
-    if (it != requests_.end()) ++it->second->preemptions;
+    if (it == requests_.end()) continue;
+    ++it->second->preemptions;
+    if (it->second->beam && !OnBeamGroupPreempted(*it->second).ok()) failed.push_back(id);
   }
   if (metrics_ && !plan.preempted.empty()) metrics_->AddPreemptions(plan.preempted.size());
-  if (plan.work.empty() && beam_requests_.empty()) return false;
+  if (plan.work.empty() && failed.empty()) return false;
 
   // Scheduled work: keys-only prefix rows go straight into the cache; tokens
-  // join the step.
+  // join the step, every row of a group alike. `done` lists the groups whose
+  // rows reach their last known token, with their first logits row.
+  struct Done {
+    int64_t id;
+    int logits_row;  // -1: no logits wanted (a beam prefix recomputed for a fork)
+  };
+  std::vector<Done> done;
   work_.clear();
-  std::vector<int64_t> failed;
+  scratch_.clear();
+  int logits_rows = 0;
   for (const ScheduledWork& w : plan.work) {
     Request& r = *requests_.at(w.id);
     if (!r.scheduled_once) {
@@ -312,60 +387,55 @@ bool Engine::RunStep() {
       r.first_scheduled = step_start;
       if (metrics_) metrics_->ObserveQueueTime(Seconds(step_start - r.arrival));
     }
+    const std::vector<SequenceId>& rows = scheduler_.rows(w.id);
     int64_t start = w.start;
     const int64_t end = w.start + w.num_tokens;
     if (start < r.prefix_len) {
-      const int64_t rows = std::min(end, r.prefix_len) - start;
-      absl::Status filled = runner_->FillPrefix(
-          w.id, r.prefix.data() + start * spec_.hidden_size, rows);
-      if (!filled.ok()) {
+      const int64_t n = std::min(end, r.prefix_len) - start;
+      bool filled = true;
+      for (SequenceId row : rows) {
+        filled = filled &&
+                 runner_->FillPrefix(row, r.prefix.data() + start * spec_.hidden_size, n).ok();
+      }
+      if (!filled) {
         failed.push_back(w.id);
         continue;
       }
-      start += rows;
+      start += n;
     }
     if (start == end) continue;
-    const bool complete = end == r.sequence_length();
-    work_.push_back({w.id,
-                     absl::MakeConstSpan(r.tokens.data() + (start - r.prefix_len), end - start),
-                     complete, false});
-  }
-  const size_t scheduled_entries = work_.size();
-  const std::vector<int64_t> stepped_beams = beam_requests_;  // their rows follow, in order
-  for (int64_t id : stepped_beams) {
-    for (const auto& [sequence, token] : requests_.at(id)->beam->inputs()) {
-      work_.push_back({sequence, absl::MakeConstSpan(&token, 1), true, false});
+    const bool complete = end == scheduler_.num_tokens(w.id);
+    const bool want_logits = complete && r.fork_at < 0;
+    for (size_t i = 0; i < rows.size(); ++i) {
+      work_.push_back({rows[i], RowTokens(r, i, start - r.prefix_len, end - start), want_logits,
+                       false});
     }
+    if (complete) done.push_back({w.id, want_logits ? logits_rows : -1});
+    if (want_logits) logits_rows += static_cast<int>(rows.size());
   }
   absl::Status status = work_.empty() ? absl::OkStatus() : runner_->Step(work_, &logits_);
   for (int64_t id : failed) Fail(id, absl::InternalError("prefix fill failed"));
   if (!status.ok()) {
     for (const ScheduledWork& w : plan.work) Fail(w.id, status);
-    const std::vector<int64_t> beams = beam_requests_;
-    for (int64_t id : beams) Fail(id, status);
     return true;
   }
   scheduler_.OnStepDone(plan);
 
   const int vocab = spec_.vocab_size;
   const Clock::time_point now = Clock::now();
-  int row = 0;
   int64_t generated = 0;
   std::vector<int32_t> one(1);
-  for (size_t i = 0; i < scheduled_entries; ++i) {
-    const SequenceWork& w = work_[i];
-    if (!w.want_logits) continue;
-    Request& r = *requests_.at(w.id);
-    const float* logits = logits_.data() + static_cast<size_t>(row) * vocab;
-    ++row;
-    if (r.use_beam_search) {
-      if (absl::Status s = StartBeamSearch(r, logits); !s.ok()) {
-        Fail(r.id, s);
-      } else if (r.beam->done()) {
-        FinishBeam(r);
-      } else if (r.beam_options.beam_size == 1) {
-        StreamBeamOne(r, now);
-      }
+  for (const Done& d : done) {
+    auto it = requests_.find(d.id);
+    if (it == requests_.end()) continue;  // failed above
+    Request& r = *it->second;
+    if (d.logits_row < 0) {
+      if (absl::Status s = ForkRecomputedBeams(r); !s.ok()) Fail(r.id, s);
+      continue;
+    }
+    const float* logits = logits_.data() + static_cast<size_t>(d.logits_row) * vocab;
+    if (r.beam) {
+      if (absl::Status s = AdvanceBeams(r, logits, now); !s.ok()) Fail(r.id, s);
       continue;
     }
     const int32_t token = r.sampler.Sample(logits, vocab);
@@ -386,21 +456,6 @@ bool Engine::RunStep() {
       Finish(r, reason);
     } else {
       (void)scheduler_.AppendTokens(r.id, 1);
-    }
-  }
-  // Beam rows follow, request by request, in the order their inputs were added.
-  for (int64_t id : stepped_beams) {
-    Request& r = *requests_.at(id);
-    const size_t inputs = r.beam->inputs().size();
-    absl::Status advanced =
-        r.beam->Advance(logits_.data() + static_cast<size_t>(row) * vocab, &cache);
-    row += static_cast<int>(inputs);
-    if (!advanced.ok()) {
-      Fail(id, advanced);
-    } else if (r.beam->done()) {
-      FinishBeam(r);
-    } else if (r.beam_options.beam_size == 1) {
-      StreamBeamOne(r, now);
     }
   }
   if (metrics_) {

@@ -43,10 +43,13 @@ struct GenerationRequest {
   int64_t prefix_rows = 0;
   std::vector<int32_t> prompt;  // decoder input tokens (speech: [EOS])
   SamplingParams sampling;
-  // Beam search with fairseq's semantics when use_beam_search (beam.max_len_b
-  // is set from sampling.max_new_tokens). With beam_size 1 it is fairseq's
-  // greedy decoding and tokens stream as chosen; with more beams the best
-  // hypothesis arrives at the end.
+  // Beam search with fairseq's semantics when use_beam_search: EOS is forced
+  // at the max_new_tokens-th token (beam.max_len_b = max_new_tokens - 1), so
+  // a hypothesis has at most max_new_tokens tokens, the last one EOS. The
+  // finish reason is EOS when the beam chose EOS itself, LENGTH when EOS was
+  // forced. With beam_size 1 it is fairseq's greedy decoding and tokens
+  // stream as chosen; with more beams the best hypothesis arrives at the end.
+  // The beams are one scheduler group of beam_size rows (see scheduler.h).
   bool use_beam_search = false;
   int beam_size = 1;
   BeamSearchOptions beam;
@@ -108,7 +111,12 @@ class Engine {
     int prompt_len = 0;
     bool use_beam_search = false;
     BeamSearchOptions beam_options;
-    std::unique_ptr<BeamSearch> beam;  // set once the prefill is done (beam requests)
+    // Beam requests: the search, whose live beams are the scheduler group's
+    // rows in order (beam i: prompt + beam_tokens(i)); its root is `id`.
+    std::unique_ptr<BeamSearch> beam;
+    // >= 0 while a preempted beam group recomputes the tokens its beams share
+    // (this many) as one row, to be forked into the beams once computed.
+    int64_t fork_at = -1;
     size_t streamed = 0;               // beam-1 tokens already pushed to the stream
     int64_t sequence_length() const { return prefix_len + static_cast<int64_t>(tokens.size()); }
     RequestSampler sampler;
@@ -133,9 +141,17 @@ class Engine {
   void Finish(Request& request, FinishReason reason);
   void Fail(int64_t id, const absl::Status& status);
   void DropCancelled();
-  // Hands a prefilled request over to beam search, advancing it with the
-  // logits of its first input.
-  absl::Status StartBeamSearch(Request& request, const float* logits);
+  // A preempted beam group lost its rows: plans their recompute (the shared
+  // prefix as one row, then a fork into the live beams).
+  absl::Status OnBeamGroupPreempted(Request& request);
+  // The shared prefix is computed: forks it into one row per live beam.
+  absl::Status ForkRecomputedBeams(Request& request);
+  // Advances a beam search with the logits of its rows; finishes it when done.
+  absl::Status AdvanceBeams(Request& request, const float* logits, Clock::time_point now);
+  // Tokens [from, from + count) of row `row` of `request` (positions after the
+  // prefix); may point into `scratch_`.
+  absl::Span<const int32_t> RowTokens(const Request& request, size_t row, int64_t from,
+                                      int64_t count);
   // Pushes the tokens a one-beam search chose since the last push.
   void StreamBeamOne(Request& request, Clock::time_point now);
   // Finishes a beam search request with its best hypothesis.
@@ -158,10 +174,10 @@ class Engine {
   std::unique_ptr<ModelRunner> runner_;
   Scheduler scheduler_;
   std::unordered_map<int64_t, std::unique_ptr<Request>> requests_;
-  std::vector<int64_t> beam_requests_;  // requests in beam-search decoding
   int64_t next_sequence_id_ = int64_t{1} << 40;  // beam sequences; above request ids
   std::vector<float> logits_;
   std::vector<SequenceWork> work_;
+  std::deque<std::vector<int32_t>> scratch_;  // row tokens of this step (stable addresses)
 
   mutable absl::Mutex mu_;
   std::deque<Command> commands_ ABSL_GUARDED_BY(mu_);
