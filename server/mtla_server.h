@@ -19,7 +19,9 @@
 #include "prometheus/exposer.h"
 #include "engine/speech/speech_model.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/connection_options.h"
 #include "server/engine_holder.h"
+#include "server/server_credentials.h"
 #include "server/speech_translation_service.h"
 
 namespace mtla {
@@ -43,6 +45,9 @@ struct ServerOptions {
   // Speech sessions.
   double max_stream_seconds = 3600;
   size_t max_audio_chunk_bytes = 1 << 20;
+  // Transport: TLS / mutual TLS (plaintext when empty), keepalive and connection age.
+  ServerTlsOptions tls;
+  ConnectionOptions connection;
 };
 
 class MtlaServer {
