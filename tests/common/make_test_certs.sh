@@ -14,6 +14,9 @@
 #   other_ca.pem              a second, unrelated CA
 #   other_client.pem/.key     client certificate from other_ca.pem
 #   other_server.pem/.key     server certificate from other_ca.pem (same SAN)
+#   pod.pem, pod.key          like server.pem, also for DNS:mtla-server and
+#                             with clientAuth too (a pod's certificate that its
+#                             own probes present under mutual TLS)
 #   not_pem.txt               a file that holds no PEM block
 #   encrypted.key             a private key encrypted with a passphrase
 #
@@ -41,6 +44,14 @@ basicConstraints = critical, CA:FALSE
 keyUsage = critical, digitalSignature, keyEncipherment
 extendedKeyUsage = serverAuth
 subjectAltName = DNS:localhost, IP:127.0.0.1
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid
+EOF
+cat > pod.ext <<'EOF'
+basicConstraints = critical, CA:FALSE
+keyUsage = critical, digitalSignature, keyEncipherment
+extendedKeyUsage = serverAuth, clientAuth
+subjectAltName = DNS:mtla-server, DNS:localhost, IP:127.0.0.1
 subjectKeyIdentifier = hash
 authorityKeyIdentifier = keyid
 EOF
@@ -75,6 +86,7 @@ self_sign ca
 self_sign other_ca
 new_key server && sign server ca server
 new_key client && sign client ca client
+new_key pod && sign pod ca pod
 new_key other_client && sign other_client other_ca client
 new_key other_server && sign other_server other_ca server
 echo "this is not a PEM file" > not_pem.txt
