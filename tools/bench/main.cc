@@ -7,6 +7,9 @@
 //   mtla-bench --scenario speech --wav a.wav,b.wav --chunk_ms 100 --pace realtime
 //       --concurrency 4 --duration_seconds 30 --num_requests 0 --slo_chunk_ms 500
 //
+// TLS: --tls_ca_file, --tls_cert_file/--tls_key_file (mutual TLS) and
+// --tls_server_name, as mtla-client (tools/common/channel_credentials.h).
+//
 // --scenario text (default) drives TextGeneration/Generate; --scenario speech
 // streams WAV files to SpeechTranslation/StreamingTranslate, one stream per
 // request (tools/bench/speech_scenario.h defines its metrics).
