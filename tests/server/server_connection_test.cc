@@ -14,11 +14,20 @@
 //   the client so that it outlives the age; the shared speech checkpoint).
 // - A call that outlives age + grace is cut with UNAVAILABLE (a health Watch,
 //   which never ends by itself).
+// - With --keepalive_time_seconds the server pings idle connections and drops
+//   one whose peer does not answer (a raw HTTP/2 peer that never writes)
+//   after about time + timeout; without it, such a peer stays connected.
 // - Client keepalive pings every second without calls: gRPC's default policy
 //   answers GOAWAY (too_many_pings); --keepalive_min_client_ping_interval_seconds
 //   admits them.
 //
 // Every wait is bounded; the tests take about 20 s in all.
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <atomic>
 #include <chrono>
 #include <cstdio>
@@ -277,14 +286,59 @@ TEST_F(ConnectionTest, FrequentClientPingsNeedThePingIntervalFlag) {
   EXPECT_LT(SecondsUntilNotReady(admitted, 4.5), 0) << "the pinging client was disconnected";
 }
 
-TEST_F(ConnectionTest, ServerKeepaliveLeavesHealthyConnectionsUp) {
-  // The server pings idle connections every 100 ms; a live client answers
-  // and keeps its connection.
-  StartServer({.keepalive_time_seconds = 0.1, .keepalive_timeout_seconds = 1});
+// A peer that opens an HTTP/2 connection to 127.0.0.1:port (client preface
+// and an empty SETTINGS frame) and then never writes again, so it answers no
+// ping. Seconds until the server closed the connection, or -1 when it is still
+// open after `timeout` seconds.
+double SecondsUntilSilentPeerIsClosed(int port, double timeout) {
+  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd < 0) return -2;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const Clock::time_point start = Clock::now();
+  static constexpr char kPreface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+  static constexpr char kEmptySettings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
+  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 ||
+      write(fd, kPreface, sizeof(kPreface) - 1) != static_cast<ssize_t>(sizeof(kPreface) - 1) ||
+      write(fd, kEmptySettings, sizeof(kEmptySettings)) != sizeof(kEmptySettings)) {
+    close(fd);
+    return -2;
+  }
+  double closed_at = -1;
+  char buffer[4096];
+  while (SecondsSince(start) < timeout) {
+    pollfd p{fd, POLLIN, 0};
+    const int left_ms = static_cast<int>((timeout - SecondsSince(start)) * 1e3) + 1;
+    if (poll(&p, 1, left_ms) <= 0) continue;
+    if (read(fd, buffer, sizeof(buffer)) <= 0) {  // EOF or reset: the server closed it
+      closed_at = SecondsSince(start);
+      break;
+    }
+  }
+  close(fd);
+  return closed_at;
+}
+
+TEST_F(ConnectionTest, ServerKeepaliveClosesConnectionsWhosePeerIsGone) {
+  StartServer({.keepalive_time_seconds = 0.2, .keepalive_timeout_seconds = 0.5});
+  // A live client answers the server's pings and keeps its connection.
   std::shared_ptr<grpc::Channel> channel = Channel();
   Connect(channel);
-  EXPECT_LT(SecondsUntilNotReady(channel, 1.5), 0) << "the connection was closed";
+  EXPECT_LT(SecondsUntilNotReady(channel, 2.0), 0) << "a live client's connection was closed";
   Connect(channel);
+  // A peer that answers nothing is dropped after about keepalive time +
+  // timeout (gRPC spaces pings at least 1 s apart).
+  const double seconds = SecondsUntilSilentPeerIsClosed(server_->port(), 10.0);
+  std::printf("silent peer closed by the server after %.3f s\n", seconds);
+  EXPECT_GE(seconds, 0.5);
+  EXPECT_LE(seconds, 5.0);
+}
+
+TEST_F(ConnectionTest, WithoutKeepaliveASilentPeerStays) {
+  StartServer({});
+  EXPECT_LT(SecondsUntilSilentPeerIsClosed(server_->port(), 3.0), 0);
 }
 
 }  // namespace
