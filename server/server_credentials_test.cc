@@ -138,5 +138,32 @@ TEST_F(ServerCredentialsTest, EmptyAndTruncatedFilesAreRefused) {
   EXPECT_THAT(status.message(), HasSubstr("--tls_cert_file=" + cut + ": "));
 }
 
+TEST_F(ServerCredentialsTest, OnlyRegularFilesOfPemSizeAreRead) {
+  const std::string key = certs_->Path("server.key");
+  const std::string big = certs_->Path("big.pem");
+  { std::ofstream(big) << std::string((4 << 20) + 1, 'x'); }
+  struct Case {
+    std::string cert, expected;
+  } cases[] = {
+      {certs_->Path(""), "is a directory, not a file"},
+      {"/dev/null", "not a regular file"},
+      {big, "larger than 4 MiB, not a PEM file"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.cert);
+    auto status = MakeServerCredentials({c.cert, key, ""}).status();
+    EXPECT_EQ(status.code(), absl::StatusCode::kInvalidArgument) << status;
+    EXPECT_THAT(status.message(), HasSubstr("--tls_cert_file=" + c.cert + ": " + c.expected));
+  }
+}
+
+TEST_F(ServerCredentialsTest, SymlinksAreFollowed) {
+  // Kubernetes mounts a Secret's keys as symlinks into a ..data directory.
+  const std::string link = certs_->Path("tls.crt");
+  std::filesystem::create_symlink(certs_->Path("server.pem"), link);
+  auto credentials = MakeServerCredentials({link, certs_->Path("server.key"), ""});
+  EXPECT_TRUE(credentials.ok()) << credentials.status();
+}
+
 }  // namespace
 }  // namespace mtla

@@ -1,6 +1,7 @@
 #include "tools/common/channel_credentials.h"
 
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -13,10 +14,23 @@
 namespace mtla {
 namespace {
 
+constexpr uintmax_t kMaxPemBytes = 4 << 20;  // a large CA bundle is ~0.2 MiB
+
 absl::StatusOr<std::string> ReadFlagFile(absl::string_view flag, const std::string& path) {
+  // Regular files only, and not huge: a device or a FIFO given by mistake
+  // must not block the start or fill the memory.
   std::error_code ignored;
-  if (std::filesystem::is_directory(path, ignored)) {
-    return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, ": is a directory, not a file"));
+  if (std::filesystem::exists(path, ignored)) {
+    if (std::filesystem::is_directory(path, ignored)) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, ": ", "is a directory, not a file"));
+    }
+    if (!std::filesystem::is_regular_file(path, ignored)) {
+      return absl::InvalidArgumentError(absl::StrCat(flag, "=", path, ": ", "not a regular file"));
+    }
+    if (std::filesystem::file_size(path, ignored) > kMaxPemBytes) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, "=", path, ": ", "larger than ", kMaxPemBytes >> 20, " MiB, not a PEM file"));
+    }
   }
   std::ifstream file(path, std::ios::binary);
   if (!file) {
