@@ -96,6 +96,7 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "mtla-server: listening on port %d, metrics on port %d; loading %s\n",
                (*server)->port(), (*server)->metrics_port(), options.model_dir.c_str());
+  std::fprintf(stderr, "mtla-server: gRPC over %s\n", mtla::DescribeTls(options.tls).c_str());
   std::thread signal_thread([&] {
     int signal = 0;
     sigwait(&signals, &signal);

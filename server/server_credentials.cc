@@ -40,4 +40,11 @@ absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
   return credentials;
 }
 
+std::string DescribeTls(const ServerTlsOptions& options) {
+  if (!options.enabled()) return "plaintext";
+  if (options.client_ca_file.empty()) return absl::StrCat("TLS (certificate ", options.cert_file, ")");
+  return absl::StrCat("mutual TLS (certificate ", options.cert_file, ", clients verified against ",
+                      options.client_ca_file, ")");
+}
+
 }  // namespace mtla

@@ -44,6 +44,10 @@ struct ServerTlsOptions {
 absl::StatusOr<std::shared_ptr<grpc::ServerCredentials>> MakeServerCredentials(
     const ServerTlsOptions& options);
 
+// One line for the server's log: "plaintext", "TLS (certificate FILE)" or
+// "mutual TLS (certificate FILE, clients verified against CA_FILE)".
+std::string DescribeTls(const ServerTlsOptions& options);
+
 }  // namespace mtla
 
 #endif  // MTLA_SERVER_SERVER_CREDENTIALS_H_

@@ -53,6 +53,13 @@ TEST_F(ServerCredentialsTest, CertificateAndKeyGiveTls) {
   EXPECT_NE(*mutual, nullptr);
 }
 
+TEST_F(ServerCredentialsTest, DescribeTlsForTheLog) {
+  EXPECT_EQ(DescribeTls({}), "plaintext");
+  EXPECT_EQ(DescribeTls({"s.pem", "s.key", ""}), "TLS (certificate s.pem)");
+  EXPECT_EQ(DescribeTls({"s.pem", "s.key", "ca.pem"}),
+            "mutual TLS (certificate s.pem, clients verified against ca.pem)");
+}
+
 TEST_F(ServerCredentialsTest, HalfAKeyPairIsRefused) {
   auto cert_only = MakeServerCredentials(Tls("server.pem", ""));
   EXPECT_EQ(cert_only.status().code(), absl::StatusCode::kInvalidArgument);
