@@ -97,4 +97,4 @@ USER 10001:10001
 # SIGTERM drains (health NOT_SERVING, in-flight requests finish within
 # FLAGS_drain_grace_seconds); the server is PID 1 and handles it itself.
 STOPSIGNAL SIGTERM
-ENTRYPOINT ["/usr/local/bin/mtla-server", "--tryfromenv=model_dir,listen,metrics_listen,device,dtype,kv_cache_mb,kv_cache_blocks,block_slots,max_running,max_batched_tokens,max_queued,max_message_bytes,max_new_tokens_limit,max_context_tokens,drain_grace_seconds,served_model_name,engine_stall_seconds"]
+ENTRYPOINT ["/usr/local/bin/mtla-server", "--tryfromenv=model_dir,listen,metrics_listen,device,dtype,kv_cache_mb,kv_cache_blocks,block_slots,max_running,max_batched_tokens,max_queued,max_message_bytes,max_new_tokens_limit,max_context_tokens,drain_grace_seconds,tls_cert_file,tls_key_file,tls_client_ca_file,keepalive_time_seconds,keepalive_timeout_seconds,keepalive_min_client_ping_interval_seconds,max_connection_age_seconds,max_connection_age_grace_seconds,served_model_name,engine_stall_seconds"]

@@ -34,6 +34,24 @@ ABSL_FLAG(double, engine_stall_seconds, 60,
           "Health turns NOT_SERVING when requests are in flight and the engine has made no "
           "progress for this long (a hung step); a backend failure turns it NOT_SERVING for good");
 ABSL_FLAG(double, drain_grace_seconds, 30, "How long in-flight requests may run after SIGTERM");
+// Transport security (server/server_credentials.h) and connection management
+// (server/connection_options.h); docs/deployment.md.
+ABSL_FLAG(std::string, tls_cert_file, "",
+          "PEM certificate chain: TLS on --listen (with --tls_key_file; neither: plaintext)");
+ABSL_FLAG(std::string, tls_key_file, "", "PEM private key of --tls_cert_file (unencrypted)");
+ABSL_FLAG(std::string, tls_client_ca_file, "",
+          "PEM CA certificates: mutual TLS, clients must present a certificate signed by one");
+ABSL_FLAG(double, keepalive_time_seconds, 0,
+          "Ping a connection idle this long, calls or not (0: gRPC default, 2 h with calls only)");
+ABSL_FLAG(double, keepalive_timeout_seconds, 0,
+          "Close a connection whose ping is unanswered this long (0: gRPC default, 20 s)");
+ABSL_FLAG(double, keepalive_min_client_ping_interval_seconds, 0,
+          "Accept client keepalive pings this often, calls or not (0: gRPC default, 5 min with "
+          "calls, 2 h without)");
+ABSL_FLAG(double, max_connection_age_seconds, 0,
+          "GOAWAY after this long (+-10% jitter) so clients reconnect and rebalance (0: never)");
+ABSL_FLAG(double, max_connection_age_grace_seconds, 0,
+          "Calls in flight at GOAWAY may run this long before the connection closes (0: no limit)");
 
 int main(int argc, char** argv) {
   absl::SetProgramUsageMessage("mtla-server --model_dir=DIR [flags]");
@@ -64,6 +82,16 @@ int main(int argc, char** argv) {
   options.max_context_tokens = absl::GetFlag(FLAGS_max_context_tokens);
   options.drain_grace_seconds = absl::GetFlag(FLAGS_drain_grace_seconds);
   options.engine_stall_seconds = absl::GetFlag(FLAGS_engine_stall_seconds);
+  options.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                 .key_file = absl::GetFlag(FLAGS_tls_key_file),
+                 .client_ca_file = absl::GetFlag(FLAGS_tls_client_ca_file)};
+  options.connection = {
+      .keepalive_time_seconds = absl::GetFlag(FLAGS_keepalive_time_seconds),
+      .keepalive_timeout_seconds = absl::GetFlag(FLAGS_keepalive_timeout_seconds),
+      .max_connection_age_seconds = absl::GetFlag(FLAGS_max_connection_age_seconds),
+      .max_connection_age_grace_seconds = absl::GetFlag(FLAGS_max_connection_age_grace_seconds),
+      .keepalive_min_client_ping_interval_seconds =
+          absl::GetFlag(FLAGS_keepalive_min_client_ping_interval_seconds)};
   if (options.model_dir.empty()) {
     std::fprintf(stderr, "mtla-server: --model_dir is required\n");
     return 2;
@@ -76,6 +104,7 @@ int main(int argc, char** argv) {
   }
   std::fprintf(stderr, "mtla-server: listening on port %d, metrics on port %d; loading %s\n",
                (*server)->port(), (*server)->metrics_port(), options.model_dir.c_str());
+  std::fprintf(stderr, "mtla-server: gRPC over %s\n", mtla::DescribeTls(options.tls).c_str());
   std::thread signal_thread([&] {
     int signal = 0;
     sigwait(&signals, &signal);

@@ -45,8 +45,11 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
+  ASSIGN_OR_RETURN(std::shared_ptr<grpc::ServerCredentials> credentials,
+                   MakeServerCredentials(options.tls));
   grpc::ServerBuilder builder;
-  builder.AddListeningPort(options.listen_address, grpc::InsecureServerCredentials(), &server->port_);
+  builder.AddListeningPort(options.listen_address, credentials, &server->port_);
+  RETURN_IF_ERROR(ApplyConnectionOptions(options.connection, &builder));
   // gRPC sets SO_REUSEPORT by default, so a second server on a busy port
   // would start and share its calls; refuse instead.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);

@@ -21,8 +21,10 @@
 #include "grpcpp/server.h"
 #include "engine/speech/speech_model.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/connection_options.h"
 #include "server/engine_holder.h"
 #include "server/http/metrics_http_server.h"
+#include "server/server_credentials.h"
 #include "server/speech_translation_service.h"
 
 namespace mtla {
@@ -55,6 +57,9 @@ struct ServerOptions {
   // Speech sessions.
   double max_stream_seconds = 3600;
   size_t max_audio_chunk_bytes = 1 << 20;
+  // Transport: TLS / mutual TLS (plaintext when empty), keepalive and connection age.
+  ServerTlsOptions tls;
+  ConnectionOptions connection;
 };
 
 // The model name a server reports when --served_model_name is not given: the

@@ -17,6 +17,7 @@ PACKAGES=(
   libsoxr-dev libfftw3-dev libsleef-dev
   python3 python3-numpy python3-torch
   python3-yaml
+  openssl  # the TLS tests make their certificates with it at test time
 )
 # `setup.sh --train` adds what tools/train/pipeline.sh needs (speech synthesis,
 # audio effects, BLEU).

