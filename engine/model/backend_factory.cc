@@ -84,8 +84,12 @@ absl::StatusOr<std::unique_ptr<ModelBackend>> CreateModelBackend(const DecoderSp
                           code == absl::StatusCode::kUnimplemented;
     if (!unusable) return cuda.status();
     if (choice.device == DeviceChoice::kCuda) {
-      return absl::FailedPreconditionError(absl::StrCat(
-          "--device=cuda: ", cuda.status().message(), "; use --device=cpu or auto"));
+      // UNIMPLEMENTED stays as it is: this model's dims have no CUDA kernel.
+      return absl::Status(code == absl::StatusCode::kUnimplemented
+                              ? code
+                              : absl::StatusCode::kFailedPrecondition,
+                          absl::StrCat("--device=cuda: ", cuda.status().message(),
+                                       "; use --device=cpu or auto"));
     }
     LogChoice(log_prefix, absl::StrCat("device auto -> cpu (", cuda.status().message(), ")"));
   }

@@ -4,7 +4,8 @@
 //   cpu   the CPU backend.
 //   cuda  the CUDA backend (the plugin of backend_plugin_abi.h, loaded on
 //         first use); FailedPrecondition when the plugin is not installed or
-//         cannot load, or no device can be used (the reason is in the message).
+//         cannot load, or no device can be used; Unimplemented when the
+//         model's dims have no CUDA kernel (the reason is in the message).
 //   auto  CUDA when the plugin loads, a device is found and the model's dims
 //         have compiled kernels; otherwise CPU, with the reason logged to
 //         stderr. The CPU choice never loads the plugin.

@@ -63,7 +63,10 @@ std::vector<Family> Families(int down_rate) {
   llama.names.mlp_in = "model.layers.{}.mlp.gate_proj";
   llama.names.mlp_up = "model.layers.{}.mlp.up_proj";
   llama.names.mlp_out = "model.layers.{}.mlp.down_proj";
-  return {{"st", st}, {"llama", llama}};
+  // The q-LoRA query path (wq_a -> q_norm -> wq_b), as in llama_mtla_s3_qlora.
+  DecoderSpec llama_qlora = llama;
+  llama_qlora.attention.q_lora_rank = 48;
+  return {{"st", st}, {"llama", llama}, {"llama_qlora", llama_qlora}};
 }
 
 double Tolerance(cuda::DType dtype) {
@@ -149,6 +152,35 @@ INSTANTIATE_TEST_SUITE_P(
       return "s" + std::to_string(std::get<0>(info.param)) + "_" +
              cuda::DTypeName(std::get<1>(info.param));
     });
+
+// The server's path: the CUDA backend from the dlopen'ed plugin, through the
+// factory, gives the CPU backend's logits (fp32: tokens equal).
+TEST(BackendFactory, PluginBackendMatchesCpu) {
+  MTLA_SKIP_WITHOUT_CUDA();
+  for (Family& family : Families(2)) {
+    SCOPED_TRACE(family.name);
+    const std::string path =
+        UniqueTempPath("mtla_plugin_backend_" + std::string(family.name), ".safetensors");
+    MTLA_ASSERT_OK(WriteSafetensors(path, RandomDecoderWeights(family.spec, 5, 0.1f)));
+    auto file = SafetensorsFile::Open(path);
+    ASSERT_TRUE(file.ok()) << file.status();
+    CacheOptions cache;
+    cache.num_blocks = 64;
+    cache.block_slots = 4;
+    BackendChoice choice;
+    choice.device = DeviceChoice::kCuda;
+    choice.dtype = "fp32";
+    choice.max_step_tokens = 64;
+    auto gpu = CreateModelBackend(family.spec, **file, cache, choice, "test");
+    ASSERT_TRUE(gpu.ok()) << gpu.status();
+    EXPECT_EQ((*gpu)->name().substr(0, 4), "cuda");
+    auto cpu = CpuModelBackend::Create(family.spec, **file, cache);
+    ASSERT_TRUE(cpu.ok()) << cpu.status();
+    ModelRunner cpu_runner(std::move(cpu).value());
+    ModelRunner gpu_runner(std::move(gpu).value());
+    CompareRunners(cpu_runner, gpu_runner, family.spec, cuda::DType::kF32);
+  }
+}
 
 TEST(BackendFactory, DeviceChoiceParsing) {
   EXPECT_TRUE(ParseDeviceChoice("auto").ok());
