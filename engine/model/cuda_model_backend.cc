@@ -645,4 +645,14 @@ absl::Status CudaModelBackend::FillPrefix(const std::vector<BlockId>& block_tabl
   return absl::OkStatus();
 }
 
+absl::Status CudaModelBackend::Health() const {
+  // cudaErrorNotReady only says work is still queued. A sticky error is
+  // returned by every call from then on, this one included; a non-sticky one
+  // (a bad argument) was returned by the call that made it and is not seen
+  // here.
+  const cudaError_t error = cudaStreamQuery(stream_);
+  if (error == cudaSuccess || error == cudaErrorNotReady) return absl::OkStatus();
+  return cuda::CudaStatus(error, "the CUDA device (cudaStreamQuery)");
+}
+
 }  // namespace mtla

@@ -60,6 +60,10 @@ class CudaModelBackend : public ModelBackend {
   absl::Status Forward(const StepPlan& plan, std::vector<float>* logits) override;
   absl::Status FillPrefix(const std::vector<BlockId>& block_table, int64_t start, const float* rows,
                           int64_t num_rows) override;
+  // Not OK once the device context is corrupted (a sticky error such as an
+  // illegal address or a device-side assert: CUDA then fails every call), as
+  // reported by querying the backend's stream.
+  absl::Status Health() const override;
 
   // Layer `layer`'s cache view (for tests and conformance).
   cuda::CacheView CacheView(int layer) const;
