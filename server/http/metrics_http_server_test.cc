@@ -20,22 +20,10 @@ namespace {
 
 using ::testing::HasSubstr;
 using ::testing::Not;
+using test_support::ConnectLoopback;
 using test_support::HttpExchange;
 using test_support::HttpGet;
 using test_support::HttpStatus;
-
-int ConnectLoopback(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 class MetricsHttpServerTest : public ::testing::Test {
  protected:

@@ -14,21 +14,27 @@
 
 namespace mtla::test_support {
 
-std::string HttpExchange(int port, const std::string& request, double wait_seconds) {
+int ConnectLoopback(int port) {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  if (fd < 0) return "";
-  const timeval tv{static_cast<time_t>(wait_seconds),
-                   static_cast<suseconds_t>((wait_seconds - static_cast<time_t>(wait_seconds)) * 1e6)};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+  if (fd < 0) return -1;
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
   addr.sin_port = htons(static_cast<uint16_t>(port));
   addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
     close(fd);
-    return "";
+    return -1;
   }
+  return fd;
+}
+
+std::string HttpExchange(int port, const std::string& request, double wait_seconds) {
+  const int fd = ConnectLoopback(port);
+  if (fd < 0) return "";
+  const timeval tv{static_cast<time_t>(wait_seconds),
+                   static_cast<suseconds_t>((wait_seconds - static_cast<time_t>(wait_seconds)) * 1e6)};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
   size_t sent = 0;
   while (sent < request.size()) {
     const ssize_t n = send(fd, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);

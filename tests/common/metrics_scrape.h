@@ -7,6 +7,9 @@
 
 namespace mtla::test_support {
 
+// A TCP connection to 127.0.0.1:port (the caller closes it); -1 on failure.
+int ConnectLoopback(int port);
+
 // Sends `request` (raw bytes) to 127.0.0.1:port and returns every byte of
 // the answer until the server closes the connection or nothing arrives for
 // `wait_seconds`; empty when the connection failed.

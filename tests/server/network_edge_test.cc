@@ -35,6 +35,7 @@ namespace {
 using ::testing::HasSubstr;
 using test_support::ChildServer;
 using test_support::FetchModelInfo;
+using test_support::ConnectLoopback;
 using test_support::HttpExchange;
 using test_support::HttpGet;
 using test_support::HttpStatus;
@@ -64,19 +65,6 @@ class Listener {
   int fd_ = -1;
   int port_ = 0;
 };
-
-int ConnectLoopback(int port) {
-  const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
-    close(fd);
-    return -1;
-  }
-  return fd;
-}
 
 std::optional<grpc::health::v1::HealthCheckResponse::ServingStatus> Health(int port) {
   auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", port),
