@@ -12,6 +12,7 @@
 //  - limits (a group wider than max_running) and cancellation of a group.
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cstdint>
 #include <filesystem>
 #include <map>
@@ -30,6 +31,8 @@
 #include "engine/testing/random_checkpoint.h"
 #include "engine/testing/unique_temp_path.h"
 #include "engine/weights/safetensors.h"
+#include "engine/testing/request_outcome.h"
+#include "engine/testing/wait_for.h"
 #include "gtest/gtest.h"
 
 namespace mtla {
@@ -41,43 +44,13 @@ constexpr int kBlockSlots = 2;  // 4 tokens per block at down_rate 2
 constexpr int32_t kEos = 2;
 constexpr int32_t kPad = 1;
 
-struct Outcome {
-  std::vector<int32_t> tokens;
-  absl::Status status;
-  bool finished = false;
-  FinishReason finish_reason = FinishReason::kNone;
-  int generated_tokens = 0;
-  int preemptions = 0;
-};
-
+using Outcome = test_support::RequestOutcome;
 Outcome Drain(RequestStream& stream, double timeout_seconds = 60.0) {
-  Outcome out;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  while (!out.finished && std::chrono::steady_clock::now() < deadline) {
-    GenerationEvent event;
-    if (!stream.WaitPop(&event, 0.05)) continue;
-    out.tokens.insert(out.tokens.end(), event.tokens.begin(), event.tokens.end());
-    if (event.finished) {
-      out.finished = true;
-      out.status = event.status;
-      out.finish_reason = event.finish_reason;
-      out.generated_tokens = event.generated_tokens;
-      out.preemptions = event.timing.num_preemptions;
-    }
-  }
-  return out;
+  return test_support::DrainStream(stream, timeout_seconds);
 }
 
-template <typename Pred>
-bool WaitFor(Pred pred, double timeout_seconds) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
+bool WaitFor(const std::function<bool()>& pred, double timeout_seconds) {
+  return test_support::WaitFor(pred, timeout_seconds, /*poll_ms=*/1);
 }
 
 class EngineBeamTest : public testing::Test {
@@ -173,7 +146,7 @@ class EngineBeamTest : public testing::Test {
     Outcome out = Drain(**stream);
     EXPECT_TRUE(out.finished);
     EXPECT_TRUE(out.status.ok()) << out.status;
-    EXPECT_EQ(out.preemptions, 0);
+    EXPECT_EQ(out.timing.num_preemptions, 0);
     return out;
   }
 
@@ -239,7 +212,7 @@ TEST_F(EngineBeamTest, BeamGroupsShareACacheThatFitsOneAtATime) {
     ExpectWellFormed(together[i], requests[i]);
     EXPECT_EQ(together[i].tokens, solo[i].tokens);
     EXPECT_EQ(together[i].finish_reason, solo[i].finish_reason);
-    preemptions += together[i].preemptions;
+    preemptions += together[i].timing.num_preemptions;
   }
   EXPECT_GT(engine->stats().preemptions, 0) << "the cache was meant to force preemption";
   EXPECT_EQ(preemptions, engine->stats().preemptions);
@@ -273,8 +246,8 @@ TEST_F(EngineBeamTest, PreemptedGroupResumesWithTheUndisturbedOutput) {
       EXPECT_EQ(out[0].tokens, greedy_solo.tokens);
       EXPECT_EQ(out[1].tokens, beam_solo.tokens);
       EXPECT_EQ(out[1].finish_reason, beam_solo.finish_reason);
-      EXPECT_EQ(out[0].preemptions, 0) << "the older request was preempted";
-      preempted_runs += out[1].preemptions > 0;
+      EXPECT_EQ(out[0].timing.num_preemptions, 0) << "the older request was preempted";
+      preempted_runs += out[1].timing.num_preemptions > 0;
       ExpectCacheEmpty(*engine);
     }
     EXPECT_GE(preempted_runs, 4) << "the beam group was meant to be preempted";

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <functional>
 #include <cmath>
 #include <cstdint>
 #include <filesystem>
@@ -26,6 +27,8 @@
 #include "engine/model/llama_mtla.h"
 #include "engine/weights/safetensors.h"
 #include "gmock/gmock.h"
+#include "engine/testing/request_outcome.h"
+#include "engine/testing/wait_for.h"
 #include "gtest/gtest.h"
 
 namespace mtla {
@@ -39,50 +42,13 @@ std::vector<int32_t> ToIds(const std::vector<float>& values) {
   return std::vector<int32_t>(values.begin(), values.end());
 }
 
-// Everything one request produced, read from its stream until the end.
-struct Outcome {
-  std::vector<int32_t> tokens;
-  absl::Status status;
-  bool finished = false;  // a terminal event arrived within the time limit
-  FinishReason finish_reason = FinishReason::kNone;
-  int prompt_tokens = 0;
-  int generated_tokens = 0;
-  int events = 0;
-  RequestTiming timing;
-};
-
-// Reads `stream` until its terminal event or `timeout_seconds` in all.
+using Outcome = test_support::RequestOutcome;
 Outcome Drain(RequestStream& stream, double timeout_seconds = 20.0) {
-  Outcome out;
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  while (!out.finished && std::chrono::steady_clock::now() < deadline) {
-    GenerationEvent event;
-    if (!stream.WaitPop(&event, 0.05)) continue;
-    ++out.events;
-    out.tokens.insert(out.tokens.end(), event.tokens.begin(), event.tokens.end());
-    if (event.finished) {
-      out.finished = true;
-      out.status = event.status;
-      out.finish_reason = event.finish_reason;
-      out.prompt_tokens = event.prompt_tokens;
-      out.generated_tokens = event.generated_tokens;
-      out.timing = event.timing;
-    }
-  }
-  return out;
+  return test_support::DrainStream(stream, timeout_seconds);
 }
 
-// Polls `pred` every millisecond for at most `timeout_seconds`.
-template <typename Pred>
-bool WaitFor(Pred pred, double timeout_seconds) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  return pred();
+bool WaitFor(const std::function<bool()>& pred, double timeout_seconds) {
+  return test_support::WaitFor(pred, timeout_seconds, /*poll_ms=*/1);
 }
 
 class EngineTest : public testing::Test {

@@ -7,23 +7,12 @@
 #include <memory>
 #include <thread>
 
+#include "engine/testing/wait_for.h"
 #include "grpcpp/grpcpp.h"
 #include "mtla/v1/models.grpc.pb.h"
 
 namespace mtla::test_support {
 
-// Polls `pred` every `poll_ms` until it holds or `timeout_seconds` pass; the
-// last evaluation is the answer.
-template <typename Pred>
-bool WaitFor(Pred pred, double timeout_seconds, int poll_ms = 2) {
-  const auto deadline =
-      std::chrono::steady_clock::now() + std::chrono::duration<double>(timeout_seconds);
-  while (std::chrono::steady_clock::now() < deadline) {
-    if (pred()) return true;
-    std::this_thread::sleep_for(std::chrono::milliseconds(poll_ms));
-  }
-  return pred();
-}
 
 // A gRPC deadline `seconds` from now.
 inline std::chrono::system_clock::time_point In(double seconds) {
