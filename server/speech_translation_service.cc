@@ -95,8 +95,14 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
  public:
   StreamingTranslateReactor(grpc::CallbackServerContext* context,
                             std::shared_ptr<const SpeechFrontEnd> front_end,
-                            const SpeechSessionOptions& defaults)
+                            const SpeechSessionOptions& defaults, OpenCalls& calls)
       : context_(context), front_end_(std::move(front_end)), defaults_(defaults) {
+    admitted_ = calls.Admit([this](const absl::Status& status) { End(ToGrpcStatus(status)); });
+    if (admitted_ == nullptr) {
+      Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "server is draining; retry on another replica"));
+      return;
+    }
     if (front_end_ == nullptr) {
       Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "no speech-translation model is loaded (loading, or a text model)"));
@@ -106,6 +112,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnReadDone(bool ok) override {
+    if (ended_.load()) return;  // End() finished the call: read no more
     if (!ok) {  // the client half-closed, or the call was cancelled
       // A cancelled call is not a half-close: its pending audio must not be
       // encoded and decoded as a last segment.
@@ -193,11 +200,29 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnDone() override {
+    if (admitted_) admitted_->Release();  // waits for an End() in progress
     session_.reset();  // detaches the session from the engine's streams
     delete this;
   }
 
  private:
+  // From the drain, on its thread: finishes the call with `status` once no
+  // write is in flight. Leaves the session alone (the reader's); OnDone
+  // releases it, which stops its segments.
+  void End(const grpc::Status& status) {
+    ended_.store(true);
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      final_status_ = status;
+      outbox_.clear();
+      if (writing_) return;  // OnWriteDone finishes
+      finished_ = true;
+    }
+    Finish(status);
+  }
+
   // Finishes with an error once no write is in flight; stops the session.
   void Fail(const grpc::Status& status) {
     if (session_) session_->Cancel();
@@ -243,7 +268,9 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   grpc::CallbackServerContext* const context_;
+  std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (draining)
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> ended_{false};
   std::shared_ptr<const SpeechFrontEnd> front_end_;
   SpeechSessionOptions defaults_;
   StreamRequest request_;
@@ -342,7 +369,7 @@ class TranslateReactor final : public grpc::ServerUnaryReactor {
 
 grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
 SpeechTranslationService::StreamingTranslate(grpc::CallbackServerContext* context) {
-  return new StreamingTranslateReactor(context, front_end_->Get(), defaults_);
+  return new StreamingTranslateReactor(context, front_end_->Get(), defaults_, *calls_);
 }
 
 grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServerContext* context,
@@ -353,6 +380,12 @@ grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServ
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                  "no speech-translation model is loaded (loading, or a text model)"));
+    return reactor;
+  }
+  if (front_end->engine->draining()) {  // a new call: refused (see the header)
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 "server is draining; retry on another replica"));
     return reactor;
   }
   auto* translate = new TranslateReactor(response);
