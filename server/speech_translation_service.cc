@@ -48,11 +48,22 @@ absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfi
   if (config.max_tokens() > 0) options.max_tokens = config.max_tokens();
   options.interim_results = config.interim_results();
   const v1::EndpointingConfig& ep = config.endpointing();
-  if (ep.silence_ms() < 0 || ep.max_segment_ms() < 0) {
+  if (ep.silence_ms() < 0 || ep.max_segment_ms() < 0 || ep.min_speech_ms() < 0 ||
+      ep.leading_padding_ms() < 0 || ep.trailing_padding_ms() < 0) {
     return absl::InvalidArgumentError("config.endpointing: durations must not be negative");
   }
   if (ep.silence_ms() > 0) options.endpointing.silence_ms = ep.silence_ms();
   if (ep.max_segment_ms() > 0) options.endpointing.max_segment_ms = ep.max_segment_ms();
+  if (ep.min_speech_ms() > 0) options.endpointing.min_speech_ms = ep.min_speech_ms();
+  if (ep.leading_padding_ms() > 0) options.endpointing.leading_padding_ms = ep.leading_padding_ms();
+  if (ep.trailing_padding_ms() > 0) {
+    options.endpointing.trailing_padding_ms = ep.trailing_padding_ms();
+  }
+  if (options.endpointing.min_speech_ms > options.endpointing.max_segment_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.endpointing.min_speech_ms (", options.endpointing.min_speech_ms,
+        ") exceeds max_segment_ms (", options.endpointing.max_segment_ms, ")"));
+  }
   if (ep.silence_threshold_dbfs() != 0) {
     if (ep.silence_threshold_dbfs() > 0 || ep.silence_threshold_dbfs() < -120) {
       return absl::InvalidArgumentError(absl::StrCat(
