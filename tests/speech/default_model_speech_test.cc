@@ -23,6 +23,7 @@
 #include <chrono>
 #include <cmath>
 #include <fstream>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <random>
@@ -281,6 +282,48 @@ TEST_F(DefaultModelSpeechTest, SilenceAroundSpeechChangesNothing) {
     EXPECT_GE(r.finals[0].end_seconds() - r.finals[0].start_seconds(),
               static_cast<double>(sample.size()) / kRate);
     ASSERT_EQ(TranslateUnary(c.audio).results_size(), 1);
+  }
+}
+
+TEST_F(DefaultModelSpeechTest, EndpointingFieldsTuneWhatCountsAsSpeech) {
+  {
+    SCOPED_TRACE("a threshold below the noise: the noise is speech");
+    v1::TranslationConfig config = Config();
+    config.mutable_endpointing()->set_silence_threshold_dbfs(-80);
+    EXPECT_EQ(Translate(Noise(3, -70), config).finals.size(), 1u);
+  }
+  {
+    SCOPED_TRACE("more speech needed than the sample holds");
+    v1::TranslationConfig config = Config();
+    config.mutable_endpointing()->set_min_speech_ms(5000);
+    EXPECT_TRUE(Translate(Sample(), config).finals.empty());
+  }
+  {
+    SCOPED_TRACE("trailing padding: the sample keeps its translation");
+    v1::TranslationConfig config = Config();
+    config.mutable_endpointing()->set_trailing_padding_ms(200);
+    EXPECT_EQ(Translate(Concat({Zeros(1), Sample(), Zeros(1)}), config).Text(), SampleGerman());
+  }
+  struct Bad {
+    std::string field;
+    std::function<void(v1::EndpointingConfig*)> set;
+  };
+  const std::vector<Bad> bad = {
+      {"config.endpointing", [](auto* ep) { ep->set_trailing_padding_ms(-1); }},
+      {"config.endpointing", [](auto* ep) { ep->set_leading_padding_ms(-5); }},
+      {"config.endpointing", [](auto* ep) { ep->set_min_speech_ms(-200); }},
+      {"config.endpointing.min_speech_ms", [](auto* ep) {
+         ep->set_min_speech_ms(500);
+         ep->set_max_segment_ms(300);
+       }},
+  };
+  for (const Bad& b : bad) {
+    v1::TranslationConfig config = Config();
+    b.set(config.mutable_endpointing());
+    SCOPED_TRACE(config.endpointing().ShortDebugString());
+    Outcome r = Stream(stub_.get(), Requests(config, Sample()));
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(r.status);
+    EXPECT_THAT(r.status.error_message(), HasSubstr(b.field));
   }
 }
 
