@@ -42,7 +42,9 @@ SegmentSpan Endpointer::Current() const { return Span(samples_seen_); }
 
 int64_t Endpointer::KeepFrom() const {
   if (!options_.enabled) return segment_start_;
-  const int64_t from = first_speech_ >= 0 ? first_speech_ : samples_seen_;
+  // Without speech yet, the earliest frame that may still be speech is the
+  // one being filled.
+  const int64_t from = first_speech_ >= 0 ? first_speech_ : samples_seen_ - frame_fill_;
   return std::max(segment_start_, from - leading_padding_);
 }
 

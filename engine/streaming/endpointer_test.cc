@@ -80,6 +80,16 @@ TEST(EndpointerTest, PaddingWidensTheSpeechSpanInsideTheSegment) {
   EXPECT_EQ(ep.Current().speech_end, 3050 * 16);
 }
 
+TEST(EndpointerTest, KeepFromNeverPassesTheFrameBeingFilled) {
+  Endpointer ep({});
+  ep.Accept(Quiet(1000));
+  ep.Accept(std::vector<float>(50, 0.0f));  // mid-frame
+  EXPECT_EQ(ep.KeepFrom(), 1000 * 16);
+  // That frame turns out to be speech: its start is still kept.
+  ep.Accept(Tone(300));
+  EXPECT_EQ(ep.Current().speech_begin, 1000 * 16);
+}
+
 TEST(EndpointerTest, ShortBurstIsForgottenAfterAPause) {
   Endpointer ep({});
   // 100 ms (< min_speech_ms) of tone, a pause, then real speech.

@@ -211,10 +211,10 @@ class DefaultModelSpeechTest : public testing::Test {
         absl::StrCat("127.0.0.1:", server_->port()), grpc::InsecureChannelCredentials()));
   }
 
-  // Streams `samples` and expects success; returns the outcome.
+  // Streams `samples` in chunks of `chunk_ms` and expects success.
   Outcome Translate(const std::vector<float>& samples,
-                    const v1::TranslationConfig& config = Config()) {
-    Outcome r = Stream(stub_.get(), Requests(config, samples));
+                    const v1::TranslationConfig& config = Config(), int chunk_ms = 100) {
+    Outcome r = Stream(stub_.get(), Requests(config, samples, chunk_ms));
     EXPECT_TRUE(r.status.ok()) << Describe(r.status);
     return r;
   }
@@ -277,6 +277,8 @@ TEST_F(DefaultModelSpeechTest, SilenceAroundSpeechChangesNothing) {
     SCOPED_TRACE(c.name);
     Outcome r = Translate(c.audio);
     EXPECT_EQ(r.Text(), alone);
+    // Chunks that do not line up with the 10 ms frames change nothing.
+    EXPECT_EQ(Translate(c.audio, Config(), /*chunk_ms=*/37).Text(), alone) << "37 ms chunks";
     ASSERT_EQ(r.finals.size(), 1u);
     // The segment spans the audio it was cut from (silence included).
     EXPECT_GE(r.finals[0].end_seconds() - r.finals[0].start_seconds(),
