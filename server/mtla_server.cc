@@ -183,16 +183,18 @@ void MtlaServer::Drain() {
     absl::MutexLock lock(&health_mu_);
     draining_ = true;
   }
-  StopHealthMonitor();
-  SetServing(false);
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration<double>(options_.drain_grace_seconds);
   // New calls are refused from here on: streams by the admission, every other
-  // request by the engine. Open streams go on sending audio, and their next
-  // segments are not in the engine yet, so both are waited for.
+  // request by the engine; health says so only once they are (a client that
+  // sees NOT_SERVING never gets a new call through). Open streams go on
+  // sending audio, and their next segments are not in the engine yet, so both
+  // are waited for.
   speech_calls_->StopAdmitting();
   std::shared_ptr<Engine> engine = engine_->Get();
   if (engine) engine->StartDrain();
+  StopHealthMonitor();
+  SetServing(false);
   auto busy = [&] {
     return speech_calls_->open() > 0 || (engine && engine->stats().in_flight > 0);
   };
