@@ -62,7 +62,8 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   speech_defaults.max_stream_seconds = options.max_stream_seconds;
   speech_defaults.max_chunk_bytes = options.max_audio_chunk_bytes;
   server->services_.push_back(
-      std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults));
+      std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults,
+                                                 server->speech_calls_));
   for (auto& service : server->services_) builder.RegisterService(service.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -182,18 +183,31 @@ void MtlaServer::Drain() {
     absl::MutexLock lock(&health_mu_);
     draining_ = true;
   }
-  StopHealthMonitor();
-  SetServing(false);
-  std::shared_ptr<Engine> engine = engine_->Get();
   const auto deadline = std::chrono::steady_clock::now() +
                         std::chrono::duration<double>(options_.drain_grace_seconds);
-  if (engine) {
-    engine->StartDrain();
-    while (engine->stats().in_flight > 0 && std::chrono::steady_clock::now() < deadline) {
-      std::this_thread::sleep_for(std::chrono::milliseconds(10));
-    }
-    engine->Stop();  // fails whatever outlived the grace period with UNAVAILABLE
+  // New calls are refused from here on: streams by the admission, every other
+  // request by the engine; health says so only once they are (a client that
+  // sees NOT_SERVING never gets a new call through). Open streams go on
+  // sending audio, and their next segments are not in the engine yet, so both
+  // are waited for.
+  speech_calls_->StopAdmitting();
+  std::shared_ptr<Engine> engine = engine_->Get();
+  if (engine) engine->StartDrain();
+  StopHealthMonitor();
+  SetServing(false);
+  auto busy = [&] {
+    return speech_calls_->open() > 0 || (engine && engine->stats().in_flight > 0);
+  };
+  while (busy() && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
+  if (const int open = speech_calls_->open(); open > 0) {
+    std::fprintf(stderr, "mtla-server: drain grace period over; ending %d open stream(s)\n", open);
+    speech_calls_->EndAll(absl::UnavailableError(absl::StrCat(
+        "the server is shutting down: its drain grace period (", options_.drain_grace_seconds,
+        " s) ended before the stream half-closed; retry on another replica")));
+  }
+  if (engine) engine->Stop();  // fails whatever outlived the grace period with UNAVAILABLE
   server_->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(2));
 }
 

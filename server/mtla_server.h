@@ -3,8 +3,10 @@
 //
 // Lifecycle: Start() binds the ports with health NOT_SERVING (loading);
 // LoadModel() builds the engine and turns health SERVING; Drain() turns health
-// NOT_SERVING, refuses new requests with UNAVAILABLE, lets in-flight requests
-// finish within the grace period, then shuts down.
+// NOT_SERVING, refuses new calls with UNAVAILABLE, lets in-flight requests and
+// open StreamingTranslate streams (which keep sending audio and receiving its
+// results until they half-close) finish within the grace period, ends those
+// still open with UNAVAILABLE when it is over, then shuts down.
 #ifndef MTLA_SERVER_MTLA_SERVER_H_
 #define MTLA_SERVER_MTLA_SERVER_H_
 
@@ -90,6 +92,7 @@ class MtlaServer {
 
   std::shared_ptr<EngineHolder> engine_ = std::make_shared<EngineHolder>();
   std::shared_ptr<SpeechFrontEndHolder> speech_ = std::make_shared<SpeechFrontEndHolder>();
+  std::shared_ptr<OpenCalls> speech_calls_ = std::make_shared<OpenCalls>();  // open streams
   // Watches the engine's Health() and turns gRPC health NOT_SERVING while it
   // fails (for good after a backend failure), so a liveness probe restarts
   // the pod instead of every request failing behind SERVING.

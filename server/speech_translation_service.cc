@@ -48,11 +48,22 @@ absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfi
   if (config.max_tokens() > 0) options.max_tokens = config.max_tokens();
   options.interim_results = config.interim_results();
   const v1::EndpointingConfig& ep = config.endpointing();
-  if (ep.silence_ms() < 0 || ep.max_segment_ms() < 0) {
+  if (ep.silence_ms() < 0 || ep.max_segment_ms() < 0 || ep.min_speech_ms() < 0 ||
+      ep.leading_padding_ms() < 0 || ep.trailing_padding_ms() < 0) {
     return absl::InvalidArgumentError("config.endpointing: durations must not be negative");
   }
   if (ep.silence_ms() > 0) options.endpointing.silence_ms = ep.silence_ms();
   if (ep.max_segment_ms() > 0) options.endpointing.max_segment_ms = ep.max_segment_ms();
+  if (ep.min_speech_ms() > 0) options.endpointing.min_speech_ms = ep.min_speech_ms();
+  if (ep.leading_padding_ms() > 0) options.endpointing.leading_padding_ms = ep.leading_padding_ms();
+  if (ep.trailing_padding_ms() > 0) {
+    options.endpointing.trailing_padding_ms = ep.trailing_padding_ms();
+  }
+  if (options.endpointing.min_speech_ms > options.endpointing.max_segment_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.endpointing.min_speech_ms (", options.endpointing.min_speech_ms,
+        ") exceeds max_segment_ms (", options.endpointing.max_segment_ms, ")"));
+  }
   if (ep.silence_threshold_dbfs() != 0) {
     if (ep.silence_threshold_dbfs() > 0 || ep.silence_threshold_dbfs() < -120) {
       return absl::InvalidArgumentError(absl::StrCat(
@@ -95,8 +106,14 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
  public:
   StreamingTranslateReactor(grpc::CallbackServerContext* context,
                             std::shared_ptr<const SpeechFrontEnd> front_end,
-                            const SpeechSessionOptions& defaults)
+                            const SpeechSessionOptions& defaults, OpenCalls& calls)
       : context_(context), front_end_(std::move(front_end)), defaults_(defaults) {
+    admitted_ = calls.Admit([this](const absl::Status& status) { End(ToGrpcStatus(status)); });
+    if (admitted_ == nullptr) {
+      Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                        "server is draining; retry on another replica"));
+      return;
+    }
     if (front_end_ == nullptr) {
       Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "no speech-translation model is loaded (loading, or a text model)"));
@@ -106,6 +123,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnReadDone(bool ok) override {
+    if (ended_.load()) return;  // End() finished the call: read no more
     if (!ok) {  // the client half-closed, or the call was cancelled
       // A cancelled call is not a half-close: its pending audio must not be
       // encoded and decoded as a last segment.
@@ -193,11 +211,29 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnDone() override {
+    if (admitted_) admitted_->Release();  // waits for an End() in progress
     session_.reset();  // detaches the session from the engine's streams
     delete this;
   }
 
  private:
+  // From the drain, on its thread: finishes the call with `status` once no
+  // write is in flight. Leaves the session alone (the reader's); OnDone
+  // releases it, which stops its segments.
+  void End(const grpc::Status& status) {
+    ended_.store(true);
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      finishing_ = true;
+      final_status_ = status;
+      outbox_.clear();
+      if (writing_) return;  // OnWriteDone finishes
+      finished_ = true;
+    }
+    Finish(status);
+  }
+
   // Finishes with an error once no write is in flight; stops the session.
   void Fail(const grpc::Status& status) {
     if (session_) session_->Cancel();
@@ -243,7 +279,9 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   grpc::CallbackServerContext* const context_;
+  std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (draining)
   std::atomic<bool> cancelled_{false};
+  std::atomic<bool> ended_{false};
   std::shared_ptr<const SpeechFrontEnd> front_end_;
   SpeechSessionOptions defaults_;
   StreamRequest request_;
@@ -342,7 +380,7 @@ class TranslateReactor final : public grpc::ServerUnaryReactor {
 
 grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
 SpeechTranslationService::StreamingTranslate(grpc::CallbackServerContext* context) {
-  return new StreamingTranslateReactor(context, front_end_->Get(), defaults_);
+  return new StreamingTranslateReactor(context, front_end_->Get(), defaults_, *calls_);
 }
 
 grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServerContext* context,
@@ -353,6 +391,12 @@ grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServ
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                  "no speech-translation model is loaded (loading, or a text model)"));
+    return reactor;
+  }
+  if (front_end->engine->draining()) {  // a new call: refused (see the header)
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                                 "server is draining; retry on another replica"));
     return reactor;
   }
   auto* translate = new TranslateReactor(response);

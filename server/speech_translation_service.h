@@ -1,6 +1,12 @@
 // mtla.v1.SpeechTranslation on the gRPC callback API: StreamingTranslate is a
 // bidirectional reactor around a SpeechSession; Translate runs one session
 // over a whole request.
+//
+// Drain: every StreamingTranslate call is admitted in `calls` when it starts;
+// once the drain stops admission, new calls (and new Translate calls, refused
+// while the engine drains) end with UNAVAILABLE, while the admitted ones go
+// on until they half-close and get their last result, or until the drain's
+// EndAll ends them with its status.
 #ifndef MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
 #define MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
 
@@ -10,6 +16,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/streaming/speech_session.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
+#include "server/open_calls.h"
 
 namespace mtla {
 
@@ -34,8 +41,9 @@ class SpeechFrontEndHolder {
 class SpeechTranslationService final : public v1::SpeechTranslation::CallbackService {
  public:
   SpeechTranslationService(std::shared_ptr<SpeechFrontEndHolder> front_end,
-                           SpeechSessionOptions defaults)
-      : front_end_(std::move(front_end)), defaults_(defaults) {}
+                           SpeechSessionOptions defaults,
+                           std::shared_ptr<OpenCalls> calls = std::make_shared<OpenCalls>())
+      : front_end_(std::move(front_end)), defaults_(defaults), calls_(std::move(calls)) {}
 
   grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
   StreamingTranslate(grpc::CallbackServerContext* context) override;
@@ -47,6 +55,7 @@ class SpeechTranslationService final : public v1::SpeechTranslation::CallbackSer
  private:
   std::shared_ptr<SpeechFrontEndHolder> front_end_;
   SpeechSessionOptions defaults_;
+  std::shared_ptr<OpenCalls> calls_;
 };
 
 // Validates a TranslationConfig against the model and the server's defaults;

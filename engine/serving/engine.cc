@@ -60,7 +60,9 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
     absl::MutexLock lock(&mu_);
     if (!failure_.ok()) return failure_;
   }
-  if (draining()) return absl::UnavailableError("server is draining; retry on another replica");
+  if (draining() && !request.continues_admitted_call) {
+    return absl::UnavailableError("server is draining; retry on another replica");
+  }
   if (request.prompt.empty()) {
     return absl::InvalidArgumentError("prompt_token_ids: the prompt is empty");
   }

@@ -53,6 +53,10 @@ struct GenerationRequest {
   bool use_beam_search = false;
   int beam_size = 1;
   BeamSearchOptions beam;
+  // A later request of a call the server admitted before the drain began (a
+  // speech stream's next segment): accepted while draining, so that open
+  // streams finish. New calls must check draining() before they start.
+  bool continues_admitted_call = false;
 };
 
 // Snapshot of the engine's state, for health and tests.
@@ -76,13 +80,16 @@ class Engine {
   // Validates and queues a request; results arrive on the returned stream.
   // InvalidArgument names the bad field; ResourceExhausted when the queue is
   // full or the request can never fit the cache; OutOfRange when prompt plus
-  // max_new_tokens exceeds the model's context; Unavailable while draining.
+  // max_new_tokens exceeds the model's context; Unavailable while draining
+  // (unless it continues an admitted call) or after Stop().
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
 
   // Counts a request refused before it reached the engine (metrics only).
   void CountRejected(const absl::Status& status);
 
-  // New submissions fail with Unavailable; running requests go on.
+  // New submissions fail with Unavailable, except those that continue a call
+  // admitted before (GenerationRequest::continues_admitted_call); running
+  // requests go on.
   void StartDrain() { draining_.store(true); }
   bool draining() const { return draining_.load(); }
   // Fails every request still in flight with Unavailable and joins the thread.

@@ -398,6 +398,25 @@ TEST_F(EngineTest, DrainRefusesNewRequestsAndFinishesRunningOnes) {
   EXPECT_EQ(out.tokens.size(), 100u);
 }
 
+TEST_F(EngineTest, DrainAcceptsRequestsThatContinueAnAdmittedCall) {
+  MakeEngine(/*num_blocks=*/256);
+  engine_->StartDrain();
+  GenerationRequest next = Reference();  // e.g. an open speech stream's next segment
+  next.continues_admitted_call = true;
+  absl::StatusOr<std::shared_ptr<RequestStream>> accepted = engine_->Submit(std::move(next));
+  ASSERT_TRUE(accepted.ok()) << accepted.status();
+  Outcome out = Drain(**accepted);
+  ASSERT_TRUE(out.status.ok()) << out.status;
+  EXPECT_EQ(out.tokens, generated_);
+  // Stop() still ends such requests: refused once the engine has stopped.
+  engine_->Stop();
+  GenerationRequest late = Reference();
+  late.continues_admitted_call = true;
+  absl::StatusOr<std::shared_ptr<RequestStream>> refused = engine_->Submit(std::move(late));
+  ASSERT_FALSE(refused.ok());
+  EXPECT_EQ(refused.status().code(), absl::StatusCode::kUnavailable) << refused.status();
+}
+
 TEST_F(EngineTest, StopFailsRequestsInFlightWithUnavailable) {
   SchedulerConfig scheduler;
   scheduler.max_running = 2;  // the others wait in the queue

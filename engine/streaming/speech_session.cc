@@ -28,7 +28,7 @@ struct SpeechSession::Segment {
   std::shared_ptr<RequestStream> stream;
   std::vector<int32_t> tokens;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;
-  Clock::time_point closed_at;
+  Clock::time_point submitted_at;  // the prefix reached the engine (encoding done)
   double encode_seconds = 0;
   double first_token_seconds = -1;
 };
@@ -105,7 +105,7 @@ absl::Status SpeechSession::FinishAudio() {
   RETURN_IF_ERROR(resampler_.Flush(&tail));
   if (front_end_.metrics) front_end_.metrics->AddAudioSeconds(tail.size() / kSampleRate);
   RETURN_IF_ERROR(AddSamples(tail));
-  absl::Status closed = CloseSegment(/*end_of_stream=*/true);
+  absl::Status closed = CloseSegment(endpointer_.Current());
   {
     absl::MutexLock lock(&mu_);
     input_done_ = true;
@@ -116,22 +116,37 @@ absl::Status SpeechSession::FinishAudio() {
 
 absl::Status SpeechSession::AddSamples(const std::vector<float>& samples) {
   size_t at = 0;
-  for (int64_t cut : endpointer_.Accept(samples)) {
-    const size_t upto = static_cast<size_t>(cut - samples_16k_);
+  for (const SegmentSpan& span : endpointer_.Accept(samples)) {
+    const size_t upto = static_cast<size_t>(span.end - samples_16k_);
     extractor_.AcceptSamples(std::span<const float>(samples.data() + at, upto - at), &features_);
-    samples_16k_ = cut;
+    samples_16k_ = span.end;
     at = upto;
-    RETURN_IF_ERROR(CloseSegment(/*end_of_stream=*/false));
+    RETURN_IF_ERROR(CloseSegment(span));
   }
   extractor_.AcceptSamples(std::span<const float>(samples.data() + at, samples.size() - at),
                            &features_);
   samples_16k_ += static_cast<int64_t>(samples.size() - at);
+  DropFramesBefore(endpointer_.KeepFrom());
   return absl::OkStatus();
 }
 
-absl::StatusOr<std::shared_ptr<RequestStream>> SpeechSession::Submit(std::vector<float> features,
-                                                                     int beam_size,
-                                                                     double* encode_seconds) {
+int64_t SpeechSession::FirstFrameFrom(int64_t sample) const {
+  const int64_t shift = front_end_.fbank->frame_shift();
+  return std::max<int64_t>(0, (sample - segment_start_sample_ + shift - 1) / shift);
+}
+
+void SpeechSession::DropFramesBefore(int64_t sample) {
+  const int dim = front_end_.fbank->num_bins();
+  const int64_t held = static_cast<int64_t>(features_.size()) / dim;
+  const int64_t drop = std::min(held, FirstFrameFrom(sample) - first_frame_);
+  if (drop <= 0) return;
+  features_.erase(features_.begin(), features_.begin() + drop * dim);
+  first_frame_ += drop;
+}
+
+absl::StatusOr<std::shared_ptr<RequestStream>> SpeechSession::Submit(
+    std::vector<float> features, int beam_size, double* encode_seconds,
+    Clock::time_point* submitted_at) {
   const Clock::time_point start = Clock::now();
   const SpeechModel& model = *front_end_.model;
   const int dim = front_end_.fbank->num_bins();
@@ -141,7 +156,8 @@ absl::StatusOr<std::shared_ptr<RequestStream>> SpeechSession::Submit(std::vector
   const int64_t encoder_frames =
       static_cast<int64_t>(encoded.size()) / model.config.encoder_dim;
   ASSIGN_OR_RETURN(std::vector<float> prefix, model.Project(encoded.data(), encoder_frames));
-  *encode_seconds = std::chrono::duration<double>(Clock::now() - start).count();
+  *submitted_at = Clock::now();
+  *encode_seconds = std::chrono::duration<double>(*submitted_at - start).count();
   GenerationRequest request;
   request.prefix_rows = model.PrefixRows(encoder_frames);
   request.prefix = std::move(prefix);
@@ -152,33 +168,47 @@ absl::StatusOr<std::shared_ptr<RequestStream>> SpeechSession::Submit(std::vector
   request.beam.eos = model.config.eos_id;
   request.beam.pad = model.config.pad_id;
   request.beam.unk = model.config.unk_id;
+  // The stream was admitted when it opened: its segments go on while the
+  // engine drains.
+  request.continues_admitted_call = true;
   return front_end_.engine->Submit(std::move(request));
 }
 
-absl::Status SpeechSession::CloseSegment(bool end_of_stream) {
+absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
   std::vector<float> features;
   features.swap(features_);
   extractor_.Finish(&features);
-  const double start = segment_start_sample_ / kSampleRate;
-  const double end = samples_16k_ / kSampleRate;
-  segment_start_sample_ = samples_16k_;
+  const int64_t first_frame = first_frame_;
+  first_frame_ = 0;
+  const double start = span.begin / kSampleRate;
+  const double end = span.end / kSampleRate;
+  segment_start_sample_ = span.end;
   last_interim_seconds_ = 0;
-  const bool has_speech = endpointer_.has_speech() || !end_of_stream || next_segment_ == 0;
-  const int64_t frames = static_cast<int64_t>(features.size()) / front_end_.fbank->num_bins();
-  if (frames == 0 || front_end_.model->PrefixRows(front_end_.model->config.encoder.OutputFrames(frames)) < 1 ||
-      (end_of_stream && !has_speech)) {
-    return absl::OkStatus();  // nothing to translate (too short, or trailing silence)
+  if (!span.has_speech) return absl::OkStatus();  // silence: nothing to translate
+  // Keep the frames that start inside the padded speech span.
+  const int dim = front_end_.fbank->num_bins();
+  const int64_t shift = front_end_.fbank->frame_shift();
+  const int64_t held = static_cast<int64_t>(features.size()) / dim;
+  const int64_t from = std::max<int64_t>(0, (span.speech_begin - span.begin + shift - 1) / shift);
+  const int64_t upto = (span.speech_end - span.begin + shift - 1) / shift;  // exclusive
+  const int64_t keep_begin = std::clamp<int64_t>(from - first_frame, 0, held);
+  const int64_t keep_end = std::clamp<int64_t>(upto - first_frame, keep_begin, held);
+  features.erase(features.begin() + keep_end * dim, features.end());
+  features.erase(features.begin(), features.begin() + keep_begin * dim);
+  const int64_t frames = keep_end - keep_begin;
+  if (frames == 0 ||
+      front_end_.model->PrefixRows(front_end_.model->config.encoder.OutputFrames(frames)) < 1) {
+    return absl::OkStatus();  // too short to encode
   }
   auto segment = std::make_shared<Segment>();
   segment->index = next_segment_++;
   segment->start_seconds = start;
   segment->end_seconds = end;
-  segment->closed_at = Clock::now();
   if (front_end_.tokenizer) {
     segment->detokenizer = std::make_unique<IncrementalDetokenizer>(front_end_.tokenizer);
   }
-  ASSIGN_OR_RETURN(segment->stream,
-                   Submit(std::move(features), options_.beam_size, &segment->encode_seconds));
+  ASSIGN_OR_RETURN(segment->stream, Submit(std::move(features), options_.beam_size,
+                                           &segment->encode_seconds, &segment->submitted_at));
   {
     absl::MutexLock lock(&mu_);
     active_.push_back(segment);
@@ -189,7 +219,7 @@ absl::Status SpeechSession::CloseSegment(bool end_of_stream) {
 }
 
 absl::Status SpeechSession::MaybeInterim() {
-  if (!options_.interim_results) return absl::OkStatus();
+  if (!options_.interim_results || !endpointer_.has_speech()) return absl::OkStatus();
   const double segment_seconds = (samples_16k_ - segment_start_sample_) / kSampleRate;
   if (segment_seconds - last_interim_seconds_ < options_.interim_interval_seconds) {
     return absl::OkStatus();
@@ -210,8 +240,8 @@ absl::Status SpeechSession::MaybeInterim() {
   segment->start_seconds = segment_start_sample_ / kSampleRate;
   segment->end_seconds = samples_16k_ / kSampleRate;
   segment->interim = true;
-  segment->closed_at = Clock::now();
-  ASSIGN_OR_RETURN(segment->stream, Submit(features_, /*beam_size=*/1, &segment->encode_seconds));
+  ASSIGN_OR_RETURN(segment->stream, Submit(features_, /*beam_size=*/1, &segment->encode_seconds,
+                                           &segment->submitted_at));
   {
     absl::MutexLock lock(&mu_);
     active_.push_back(segment);
@@ -239,7 +269,7 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
     absl::MutexLock lock(&mu_);
     if (!s->stream->Pop(&event)) return;
     if (!event.tokens.empty()) {
-      if (s->first_token_seconds < 0) s->first_token_seconds = Since(s->closed_at);
+      if (s->first_token_seconds < 0) s->first_token_seconds = Since(s->submitted_at);
       s->tokens.insert(s->tokens.end(), event.tokens.begin(), event.tokens.end());
       if (!s->interim) {
         SegmentUpdate delta;
@@ -270,7 +300,9 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
         result.is_interim = s->interim;
         result.timing.encode_seconds = s->encode_seconds;
         result.timing.first_token_seconds = std::max(0.0, s->first_token_seconds);
-        result.timing.decode_seconds = Since(s->closed_at);
+        // Disjoint: encoding ended when the prefix was submitted, where
+        // decoding (and the time to the first token) starts.
+        result.timing.decode_seconds = Since(s->submitted_at);
         const double duration = s->end_seconds - s->start_seconds;
         result.timing.real_time_factor =
             duration > 0 ? (s->encode_seconds + result.timing.decode_seconds) / duration : 0;

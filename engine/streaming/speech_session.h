@@ -1,9 +1,13 @@
 // One streaming speech-translation call: PCM chunks in; per-segment
 // translations out. Audio is resampled to 16 kHz and turned into fbank
 // features as it arrives; the endpointer cuts segments at pauses and at the
-// maximum length; each segment is, as soon as it ends, normalized (utterance
-// CMVN), encoded, projected into the decoder prefix and submitted to the
-// engine, whose tokens come back as text deltas and a final result.
+// maximum length and says where each segment's speech lies. As soon as a
+// segment ends, the features of its (padded) speech span, and only those, are
+// normalized (utterance CMVN), encoded, projected into the decoder prefix and
+// submitted to the engine, whose tokens come back as text deltas and a final
+// result. A segment without speech is not translated and yields no result;
+// features of silence before any speech are dropped as they arrive, so
+// silence costs no memory.
 //
 // Threads: AcceptAudio/FinishAudio/Cancel come from the RPC's reader (one at a
 // time); results arrive from the engine thread. Updates are queued and
@@ -15,6 +19,7 @@
 #ifndef MTLA_ENGINE_STREAMING_SPEECH_SESSION_H_
 #define MTLA_ENGINE_STREAMING_SPEECH_SESSION_H_
 
+#include <chrono>
 #include <deque>
 #include <functional>
 #include <memory>
@@ -57,6 +62,12 @@ struct SpeechSessionOptions {
   size_t max_chunk_bytes = 1 << 20;
 };
 
+// A segment's processing time, in two disjoint parts that together cover the
+// segment's close to its final result (see the SegmentTiming proto):
+// encode_seconds = CMVN + encoder + projector; decode_seconds = prefix
+// submitted to the engine -> final result (queueing, prefill, every token);
+// first_token_seconds = prefix submitted -> first token (a part of decode);
+// real_time_factor = (encode_seconds + decode_seconds) / segment duration.
 struct SegmentTimingInfo {
   double encode_seconds = 0;
   double first_token_seconds = 0;
@@ -110,11 +121,20 @@ class SpeechSession {
                 std::function<void()> notify, audio::Resampler resampler);
   // Adds 16 kHz samples to the current segment, cutting where the endpointer says.
   absl::Status AddSamples(const std::vector<float>& samples);
-  absl::Status CloseSegment(bool end_of_stream);
+  // Ends the current segment (`span` from the endpointer): submits the
+  // features of its speech span, or nothing when it holds no speech.
+  absl::Status CloseSegment(const SegmentSpan& span);
   absl::Status MaybeInterim();
-  // Encodes features of the current segment and submits a decode request.
-  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(std::vector<float> features,
-                                                        int beam_size, double* encode_seconds);
+  // The index (in the current segment) of the first fbank frame that starts
+  // at or after `sample`.
+  int64_t FirstFrameFrom(int64_t sample) const;
+  // Drops the held frames of the current segment that start before `sample`.
+  void DropFramesBefore(int64_t sample);
+  // Encodes features of the current segment and submits a decode request;
+  // sets the encoding time and when the request reached the engine.
+  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(
+      std::vector<float> features, int beam_size, double* encode_seconds,
+      std::chrono::steady_clock::time_point* submitted_at);
   void Listen(const std::shared_ptr<Segment>& segment);
   void OnEngineOutput(const std::shared_ptr<Segment>& segment);
   void Notify();
@@ -127,7 +147,8 @@ class SpeechSession {
   Endpointer endpointer_;
 
   // Reader-side state (one caller at a time).
-  std::vector<float> features_;  // current segment's frames
+  std::vector<float> features_;  // current segment's frames from first_frame_ on
+  int64_t first_frame_ = 0;      // index in the segment of features_'s first frame
   int64_t segment_start_sample_ = 0;
   int64_t samples_16k_ = 0;
   int64_t input_samples_ = 0;

@@ -23,8 +23,12 @@
 //                    a segment boundary. Chunks never covered give no sample.
 //   rtf              the server's processing time over the audio's duration:
 //                    sum over the final results of timing.encode_seconds +
-//                    timing.decode_seconds, divided by the clip's duration
-//                    (one sample; < 1 keeps up with real time).
+//                    timing.decode_seconds (disjoint parts: each segment's
+//                    processing counted once, as the server's own
+//                    real_time_factor counts it), divided by the clip's
+//                    duration (one sample; < 1 keeps up with real time).
+//                    Segments without speech get no final result and cost
+//                    nothing; their audio still counts in the duration.
 //   ttft_s           call start to the first result carrying text or tokens
 //                    (none when the call produced no token).
 //   final_after_audio_s  the last chunk handed to gRPC to the end of the
