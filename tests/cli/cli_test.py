@@ -1,7 +1,8 @@
 """The command-line tools' conventions, against a real mtla-server on loopback.
 
 Every tool: --version prints "TOOL <project version> (<build type> build,
-<compiler>)"; --help lists the tool's own flags (not "No flags matched");
+<compiler>)"; --help lists the tool's own flags (not "No flags matched") and
+exits 0;
 flags are snake_case absl flags taking --flag=value and --flag value.
 mtla-client: generate|translate|info|health, each with plain and --json output
 (one JSON object, also for an RPC error), gRPC status names in errors
@@ -57,8 +58,9 @@ for tool, path in sorted(tools.items()):
     proc = run(path, "--help")
     text = proc.stdout + proc.stderr
     own_file, flags = HELP[tool]
-    check("No flags matched" not in text and f"Flags from {own_file}:" in text,
-          f"{tool} --help lists the flags of {own_file}")
+    check(proc.returncode == 0 and "No flags matched" not in text
+          and f"Flags from {own_file}:" in proc.stdout,
+          f"{tool} --help: exit 0, lists the flags of {own_file} on stdout")
     missing = [f for f in flags if f"    {f} (" not in text]
     check(not missing, f"{tool} --help shows {', '.join(flags)} (missing: {missing})")
     check(not re.search(r"^\s+--[a-z0-9]+-[a-z0-9-]+ \(", text, re.M),
@@ -122,6 +124,8 @@ with Server(tools["mtla-server"], speech_model, ["--device=cpu", "--kv_cache_mb=
     proc = run(*base, "generate", "--max-new-tokens", "3")
     check(proc.returncode != 0 and "max-new-tokens" in proc.stderr,
           "the old dashed flags are rejected by name")
+    proc = run(*base, "--no_such_flag")
+    check(proc.returncode == 1 and "no_such_flag" in proc.stderr, "an unknown flag: exit 1, named")
     check(run(*base).returncode == 2, "no command: exit 2")
     check(run(*base, "bogus").returncode == 2, "unknown command: exit 2")
     check(run(*base, "translate").returncode == 2, "translate without a WAV: exit 2")

@@ -1,5 +1,11 @@
 #include "tools/common/command_line.h"
 
+#include <cstdlib>
+#include <iostream>
+
+#include "absl/base/config.h"
+#include "absl/flags/internal/parse.h"
+#include "absl/flags/internal/usage.h"
 #include "absl/flags/parse.h"
 #include "absl/flags/usage.h"
 #include "absl/flags/usage_config.h"
@@ -68,7 +74,24 @@ std::vector<char*> ParseCommandLineFlags(int argc, char** argv, absl::string_vie
   const std::string version = VersionString(program);
   config.version_string = [version] { return absl::StrCat(version, "\n"); };
   absl::SetFlagsUsageConfig(config);
+#if defined(ABSL_LTS_RELEASE_VERSION) && ABSL_LTS_RELEASE_VERSION == 20220623
+  // Debian 12's abseil exits 1 after --help; asked-for help is a success.
+  // Parse as absl::ParseCommandLine does, then handle the usage flags with
+  // that exit code changed (later abseil releases exit 0 themselves).
+  std::vector<char*> positional = absl::flags_internal::ParseCommandLineImpl(
+      argc, argv, absl::flags_internal::ArgvListAction::kRemoveParsedArgs,
+      absl::flags_internal::UsageFlagsAction::kIgnoreUsage,
+      absl::flags_internal::OnUndefinedFlag::kAbortIfUndefined);
+  const int exit_code =
+      absl::flags_internal::HandleUsageFlags(std::cout, absl::ProgramUsageMessage());
+  if (exit_code != -1) {
+    std::cout.flush();
+    std::exit(exit_code == 1 ? 0 : exit_code);
+  }
+  return positional;
+#else
   return absl::ParseCommandLine(argc, argv);
+#endif
 }
 
 }  // namespace mtla

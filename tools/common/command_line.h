@@ -17,7 +17,8 @@ std::string VersionString(absl::string_view program);
 
 // Sets the usage message and absl::FlagsUsageConfig (--help lists every flag
 // defined outside absl itself; --version prints VersionString(program)), then
-// parses argv. Exits as absl does on --help, --version and unknown flags.
+// parses argv. --help (and --helpfull, --helpshort, --help=SUBSTRING) prints
+// to stdout and exits 0, --version too; an unknown flag exits 1 naming it.
 // Returns the positional arguments, argv[0] first.
 std::vector<char*> ParseCommandLineFlags(int argc, char** argv, absl::string_view program,
                                          absl::string_view usage);
