@@ -66,7 +66,8 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   server->services_.push_back(
       std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults));
   // Reflection: v1alpha from gRPC's plugin, v1 from our own service, both
-  // listing the same services.
+  // listing the same services (tests/server/grpc_conventions_test.cc checks
+  // that the two lists agree, so a service added above must be named here).
   std::vector<std::string> reflected = HealthServiceNames();
   for (const char* name : {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
                            grpc::reflection::v1::ServerReflection::service_full_name()}) {
