@@ -7,9 +7,8 @@
 #include <thread>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "server/mtla_server.h"
+#include "tools/common/command_line.h"
 
 ABSL_FLAG(std::string, model_dir, "", "Model directory (config.json + model.safetensors)");
 ABSL_FLAG(std::string, served_model_name, "",
@@ -54,8 +53,15 @@ ABSL_FLAG(double, max_connection_age_grace_seconds, 0,
           "Calls in flight at GOAWAY may run this long before the connection closes (0: no limit)");
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage("mtla-server --model_dir=DIR [flags]");
-  absl::ParseCommandLine(argc, argv);
+  mtla::ParseCommandLineFlags(
+      argc, argv, "mtla-server",
+      "serves an MTLA model (text generation or speech translation) over gRPC.\n\n"
+      "  mtla-server --model_dir=DIR [--listen=HOST:PORT] [--metrics_listen=HOST:PORT]\n"
+      "              [--device=auto|cpu|cuda] [--tls_cert_file=F --tls_key_file=F] ...\n\n"
+      "Services: mtla.v1.TextGeneration, mtla.v1.Models, mtla.v1.SpeechTranslation,\n"
+      "grpc.health.v1.Health (per service name), grpc.reflection.v1 and v1alpha.\n"
+      "SIGTERM drains: health NOT_SERVING, in-flight requests finish within\n"
+      "--drain_grace_seconds. Flags take --flag=value or --flag value; docs/deployment.md.");
 
   // Signals are taken by one thread with sigwait; block them everywhere first.
   sigset_t signals;

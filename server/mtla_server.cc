@@ -15,6 +15,8 @@
 #include "grpcpp/server_builder.h"
 #include "server/http/net_address.h"
 #include "server/models_service.h"
+#include "server/reflection_v1_service.h"
+#include "server/service_health.h"
 #include "server/text_generation_service.h"
 
 namespace mtla {
@@ -64,6 +66,15 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   server->services_.push_back(
       std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults,
                                                  server->speech_calls_));
+  // Reflection: v1alpha from gRPC's plugin, v1 from our own service, both
+  // listing the same services (tests/server/grpc_conventions_test.cc checks
+  // that the two lists agree, so a service added above must be named here).
+  std::vector<std::string> reflected = HealthServiceNames();
+  for (const char* name : {"grpc.health.v1.Health", "grpc.reflection.v1alpha.ServerReflection",
+                           grpc::reflection::v1::ServerReflection::service_full_name()}) {
+    reflected.push_back(name);
+  }
+  server->services_.push_back(std::make_unique<ReflectionV1Service>(std::move(reflected)));
   for (auto& service : server->services_) builder.RegisterService(service.get());
   server->server_ = builder.BuildAndStart();
   if (server->server_ == nullptr || server->port_ == 0) {
@@ -139,7 +150,7 @@ bool MtlaServer::serving() const {
 void MtlaServer::SetServing(bool serving) {
   absl::MutexLock lock(&health_mu_);
   serving_ = serving;
-  server_->GetHealthCheckService()->SetServingStatus(serving);
+  PublishServingStatus(server_->GetHealthCheckService(), serving, speech_->Get() != nullptr);
 }
 
 void MtlaServer::MonitorHealth() {
@@ -165,7 +176,7 @@ void MtlaServer::MonitorHealth() {
     }
     if (health.ok() != serving_) {
       serving_ = health.ok();
-      server_->GetHealthCheckService()->SetServingStatus(serving_);
+      PublishServingStatus(server_->GetHealthCheckService(), serving_, speech_->Get() != nullptr);
     }
   }
 }

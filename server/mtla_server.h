@@ -1,5 +1,6 @@
 // The server process's parts put together: gRPC services (text generation,
-// models, grpc.health.v1, reflection), the engine, and the Prometheus endpoint.
+// models, speech translation, grpc.health.v1 per service name, reflection v1
+// and v1alpha), the engine, and the Prometheus endpoint.
 //
 // Lifecycle: Start() binds the ports with health NOT_SERVING (loading);
 // LoadModel() builds the engine and turns health SERVING; Drain() turns health

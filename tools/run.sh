@@ -31,7 +31,7 @@ echo "== model"
 echo "== translate $model/sample.wav (streamed in 200 ms chunks at real-time pace)"
 printf 'spoken English:    %s\n' "$(sed -n 's/^english\t//p' "$model/sample.txt")"
 ./build/bin/mtla-client --address "127.0.0.1:$port" translate "$model/sample.wav" \
-  --realtime --chunk-ms 200 --interim
+  --realtime --chunk_ms 200 --interim
 printf 'reference German:  %s\n' "$(sed -n 's/^german\t//p' "$model/sample.txt")"
 echo "== metrics (excerpt)"
 curl -s "127.0.0.1:$metrics_port/metrics" 2>/dev/null | grep -E '^mtla_(generation_tokens_total|kv_cache_bytes_per_token|audio_seconds_total|real_time_factor_(sum|count))' || true

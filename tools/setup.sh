@@ -9,6 +9,8 @@ PACKAGES=(
   libabsl-dev
   libprotobuf-dev protobuf-compiler
   libgrpc++-dev protobuf-compiler-grpc
+  grpc-proto  # canonical grpc.health.v1 and grpc.reflection.v1 protos (proto/CMakeLists.txt)
+  python3-grpcio  # the Python client example and its test (examples/python); stubs from protoc + grpc_python_plugin
   libgtest-dev libgmock-dev libbenchmark-dev
   libopenblas-openmp-dev libdnnl-dev
   prometheus-cpp-dev prometheus

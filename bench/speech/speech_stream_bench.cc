@@ -5,8 +5,8 @@
 // after the end of the audio, and the server's real-time factor per segment,
 // with p50/p99 over all streams.
 //
-//   speech_stream_bench --address 127.0.0.1:50051 --wav FILE [--streams N]
-//       [--chunk-ms 100] [--fast] [--repeat K] [--max-tokens T]
+//   speech_stream_bench --address=127.0.0.1:50051 --wav=FILE [--streams=N]
+//       [--chunk_ms=100] [--fast] [--repeat=K] [--max_tokens=T]
 //
 // Exit code 1 when any stream fails. Loopback/test use: it targets only the
 // address it is given.
@@ -18,10 +18,20 @@
 #include <thread>
 #include <vector>
 
-#include "absl/strings/numbers.h"
+#include "absl/flags/flag.h"
 #include "engine/audio/pcm.h"
 #include "grpcpp/grpcpp.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
+#include "tools/common/command_line.h"
+#include "tools/common/grpc_status_text.h"
+
+ABSL_FLAG(std::string, address, "127.0.0.1:50051", "mtla-server address HOST:PORT");
+ABSL_FLAG(std::string, wav, "", "WAV file every stream sends (PCM16 mono)");
+ABSL_FLAG(int, streams, 1, "Streams at once");
+ABSL_FLAG(int, chunk_ms, 100, "Milliseconds of audio per message");
+ABSL_FLAG(int, repeat, 1, "Streams each of the --streams threads runs one after the other");
+ABSL_FLAG(int, max_tokens, 0, "Tokens per segment at most (0: model default)");
+ABSL_FLAG(bool, fast, false, "Send audio as fast as possible instead of at real-time pace");
 
 namespace {
 
@@ -96,7 +106,7 @@ StreamResult RunStream(mtla::v1::SpeechTranslation::Stub* stub, const mtla::audi
   const grpc::Status status = stream->Finish();
   if (!status.ok()) {
     result.ok = false;
-    result.error = status.error_message();
+    result.error = mtla::GrpcStatusText(status);
   }
   return result;
 }
@@ -104,25 +114,22 @@ StreamResult RunStream(mtla::v1::SpeechTranslation::Stub* stub, const mtla::audi
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string address = "127.0.0.1:50051", wav_path;
-  int streams = 1, chunk_ms = 100, repeat = 1, max_tokens = 0;
-  bool realtime = true;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto value = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    bool ok = true;
-    if (arg == "--address") address = value();
-    else if (arg == "--wav") wav_path = value();
-    else if (arg == "--streams") ok = absl::SimpleAtoi(value(), &streams) && streams > 0;
-    else if (arg == "--chunk-ms") ok = absl::SimpleAtoi(value(), &chunk_ms) && chunk_ms > 0;
-    else if (arg == "--repeat") ok = absl::SimpleAtoi(value(), &repeat) && repeat > 0;
-    else if (arg == "--max-tokens") ok = absl::SimpleAtoi(value(), &max_tokens);
-    else if (arg == "--fast") realtime = false;
-    else ok = false;
-    if (!ok) {
-      std::fprintf(stderr, "speech_stream_bench: bad argument %s\n", arg.c_str());
-      return 2;
-    }
+  std::vector<char*> rest = mtla::ParseCommandLineFlags(
+      argc, argv, "speech_stream_bench",
+      "concurrent real-time streaming speech translation against a running mtla-server.\n\n"
+      "  speech_stream_bench --address=HOST:PORT --wav=FILE [--streams=N] [--chunk_ms=100]\n"
+      "      [--fast] [--repeat=K] [--max_tokens=T]");
+  const std::string address = absl::GetFlag(FLAGS_address);
+  const std::string wav_path = absl::GetFlag(FLAGS_wav);
+  const int streams = absl::GetFlag(FLAGS_streams);
+  const int chunk_ms = absl::GetFlag(FLAGS_chunk_ms);
+  const int repeat = absl::GetFlag(FLAGS_repeat);
+  const int max_tokens = absl::GetFlag(FLAGS_max_tokens);
+  const bool realtime = !absl::GetFlag(FLAGS_fast);
+  if (rest.size() > 1 || streams <= 0 || chunk_ms <= 0 || repeat <= 0) {
+    std::fprintf(stderr, "speech_stream_bench: --streams, --chunk_ms and --repeat must be "
+                         "positive, and no positional arguments are taken\n");
+    return 2;
   }
   auto wav = mtla::audio::ReadWavFile(wav_path);
   if (!wav.ok()) {

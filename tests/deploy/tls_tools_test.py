@@ -67,7 +67,7 @@ def expect_generated(proc, name):
 
 
 def expect_refused(proc, name):
-    check(proc.returncode == 1 and "rpc failed: 14" in proc.stderr,
+    check(proc.returncode == 1 and "rpc failed: UNAVAILABLE" in proc.stderr,
           f"{name}: refused, exit 1 with UNAVAILABLE (got {proc.returncode})")
 
 
@@ -94,14 +94,14 @@ try:
         check(proc.returncode == 0 and "llama-mtla" in proc.stdout, "mTLS: client info")
         proc = client(address, "health", tls=mtls)
         check(proc.returncode == 0 and proc.stdout.strip() == "SERVING", "mTLS: client health")
-        expect_generated(client(address, "--json", "generate", "--prompt-ids", PROMPT,
-                                "--max-new-tokens", "12", tls=mtls), "mTLS: client generate")
-        expect_generated(client(address, "--json", "generate", "--prompt-ids", PROMPT,
-                                "--max-new-tokens", "12",
+        expect_generated(client(address, "--json", "generate", "--prompt_ids", PROMPT,
+                                "--max_new_tokens", "12", tls=mtls), "mTLS: client generate")
+        expect_generated(client(address, "--json", "generate", "--prompt_ids", PROMPT,
+                                "--max_new_tokens", "12",
                                 tls=mtls + ("--tls_server_name", "localhost")),
                          "mTLS: --tls_server_name localhost")
-        expect_generated(client(f"localhost:{server.port}", "--json", "generate", "--prompt-ids",
-                                PROMPT, "--max-new-tokens", "12", tls=mtls),
+        expect_generated(client(f"localhost:{server.port}", "--json", "generate", "--prompt_ids",
+                                PROMPT, "--max_new_tokens", "12", tls=mtls),
                          "mTLS: by the name localhost")
         expect_refused(client(address, "info", tls=CA), "mTLS: no client certificate")
         expect_refused(client(address, "info", tls=CA + OTHER_CERT),
@@ -135,8 +135,8 @@ try:
     with Server(server_bin, model, tls_args[:2] + ["--device=cpu", "--kv_cache_mb=16"]) as server:
         server.wait_serving()
         address = server.address
-        expect_generated(client(address, "--json", "generate", "--prompt-ids", PROMPT,
-                                "--max-new-tokens", "12", tls=CA), "TLS: client generate")
+        expect_generated(client(address, "--json", "generate", "--prompt_ids", PROMPT,
+                                "--max_new_tokens", "12", tls=CA), "TLS: client generate")
         proc = client(address, "info", tls=("--tls_server_name", "localhost"))
         expect_refused(proc, "TLS: the system's roots do not trust the test CA")
         expect_refused(client(address, "info"), "TLS: plaintext client")

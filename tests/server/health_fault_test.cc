@@ -116,11 +116,14 @@ class HealthFaultTest : public testing::Test {
     server_->Drain();
   }
 
-  grpc::health::v1::HealthCheckResponse::ServingStatus Health() {
+  // The status of `service` ("": the server as a whole).
+  grpc::health::v1::HealthCheckResponse::ServingStatus Health(const std::string& service = "") {
     grpc::ClientContext context;
     context.set_deadline(In(5));
+    grpc::health::v1::HealthCheckRequest request;
+    request.set_service(service);
     grpc::health::v1::HealthCheckResponse response;
-    EXPECT_TRUE(health_->Check(&context, {}, &response).ok());
+    EXPECT_TRUE(health_->Check(&context, request, &response).ok()) << service;
     return response.status();
   }
 
@@ -161,6 +164,11 @@ TEST_F(HealthFaultTest, LastingBackendFailureTurnsHealthNotServing) {
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
   EXPECT_EQ(Health(), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   EXPECT_FALSE(server_->engine()->Health().ok());
+  // Per service name too.
+  for (const char* service : {"mtla.v1.TextGeneration", "mtla.v1.Models",
+                              "mtla.v1.SpeechTranslation"}) {
+    EXPECT_EQ(Health(service), grpc::health::v1::HealthCheckResponse::NOT_SERVING) << service;
+  }
 }
 
 TEST_F(HealthFaultTest, StalledEngineIsNotServingUntilItMovesAgain) {
@@ -174,11 +182,18 @@ TEST_F(HealthFaultTest, StalledEngineIsNotServingUntilItMovesAgain) {
   EXPECT_TRUE(WaitFor(
       [&] { return Health() == grpc::health::v1::HealthCheckResponse::NOT_SERVING; }, 5, 20));
   EXPECT_THAT(std::string(server_->engine()->Health().message()), HasSubstr("no progress"));
+  EXPECT_EQ(Health("mtla.v1.TextGeneration"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
+  EXPECT_EQ(Health("mtla.v1.Models"), grpc::health::v1::HealthCheckResponse::NOT_SERVING);
   control->release.Notify();
   call.join();
   EXPECT_TRUE(stalled_call.ok()) << stalled_call.error_message();
   EXPECT_TRUE(WaitFor(
       [&] { return Health() == grpc::health::v1::HealthCheckResponse::SERVING; }, 5, 20));
+  // Per service name: back with the server, except speech (a text model).
+  EXPECT_EQ(Health("mtla.v1.TextGeneration"), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(Health("mtla.v1.Models"), grpc::health::v1::HealthCheckResponse::SERVING);
+  EXPECT_EQ(Health("mtla.v1.SpeechTranslation"),
+            grpc::health::v1::HealthCheckResponse::NOT_SERVING);
 }
 
 }  // namespace

@@ -39,7 +39,7 @@ def main():
                 return 1
             time.sleep(0.1)
         out = subprocess.run([args.client, "--address", address, "--json", "translate",
-                              f"{args.model}/sample.wav", "--chunk-ms", "200"],
+                              f"{args.model}/sample.wav", "--chunk_ms", "200"],
                              capture_output=True, text=True, timeout=120)
         if out.returncode != 0:
             print(f"FAIL: mtla-client exited {out.returncode}: {out.stderr}")

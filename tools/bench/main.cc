@@ -33,8 +33,6 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
-#include "absl/flags/usage.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_format.h"
 #include "grpc/health/v1/health.grpc.pb.h"
@@ -47,6 +45,8 @@
 #include "tools/bench/text_scenario.h"
 #include "tools/bench/workload.h"
 #include "tools/common/channel_credentials.h"
+#include "tools/common/command_line.h"
+#include "tools/common/grpc_status_text.h"
 
 ABSL_FLAG(std::string, address, "127.0.0.1:50051",
           "Server address (gRPC target: host:port, dns:///name:port, ...)");
@@ -188,14 +188,15 @@ absl::StatusOr<std::unique_ptr<Scenario>> MakeTextScenario(
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::SetProgramUsageMessage(
+  std::vector<char*> rest = mtla::ParseCommandLineFlags(
+      argc, argv, "mtla-bench",
+      "load generator for mtla-server.\n\n"
       "mtla-bench --address HOST:PORT [--scenario text|speech] [--concurrency N | "
       "--request_rate R] [--num_requests N] [--duration_seconds S] [--json FILE] ...\n"
       "  text:   [--prompt_len N --output_len N | --dataset FILE.jsonl] ...\n"
       "  speech: --wav FILE[,FILE...] [--chunk_ms 100] [--pace realtime|fast] "
       "[--max_tokens N] [--slo_chunk_ms MS] ...\n"
-      "See docs/load-testing.md; --helpfull lists every flag.");
-  std::vector<char*> rest = absl::ParseCommandLine(argc, argv);
+      "Flags take --flag=value or --flag value; see docs/load-testing.md.");
   if (rest.size() > 1) return Fail(absl::StrCat("unexpected argument '", rest[1], "'"), 2);
 
   const std::string address = absl::GetFlag(FLAGS_address);
@@ -258,7 +259,7 @@ int main(int argc, char** argv) {
   // Ready? Which model?
   if (grpc::Status s = WaitForServing(channels[0], absl::GetFlag(FLAGS_wait_for_ready_seconds));
       !s.ok()) {
-    return Fail(absl::StrCat(address, " is not serving: ", s.error_message()));
+    return Fail(absl::StrCat(address, " is not serving: ", mtla::GrpcStatusText(s)));
   }
   mtla::v1::ModelInfo info;
   {
@@ -266,7 +267,7 @@ int main(int argc, char** argv) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
     grpc::Status s = models->GetModelInfo(&context, mtla::v1::GetModelInfoRequest(), &info);
-    if (!s.ok()) return Fail(absl::StrCat("Models.GetModelInfo: ", s.error_message()));
+    if (!s.ok()) return Fail(absl::StrCat("Models.GetModelInfo: ", mtla::GrpcStatusText(s)));
   }
   std::unique_ptr<Scenario> scenario;
   if (speech) {

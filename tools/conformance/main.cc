@@ -3,6 +3,7 @@
 // any failure.
 //
 //   mtla-conformance [--device=cpu|cuda|auto] [--dtype=fp32|bf16|fp16] MODE ...
+// (absl flags: --flag=value or --flag value, anywhere; --help, --version)
 // runs the model / st checks on the chosen backend (default cpu, fp32); see
 // backend_option.h for the tolerances below fp32.
 //
@@ -12,8 +13,10 @@
 //   mtla-conformance st DIR...           the ST decoder from encoder output (st_reference format)
 //   mtla-conformance fairseq-st DIR...   the whole ST model vs fairseq (fairseq_st_reference format)
 #include <cstdio>
-#include <cstring>
 #include <string>
+#include <vector>
+
+#include "absl/flags/flag.h"
 
 #include "tools/conformance/attention_check.h"
 #include "tools/conformance/backend_option.h"
@@ -21,43 +24,40 @@
 #include "tools/conformance/fbank_check.h"
 #include "tools/conformance/model_check.h"
 #include "tools/conformance/st_check.h"
+#include "tools/common/command_line.h"
+
+ABSL_FLAG(std::string, device, "cpu", "Backend of the model and st checks: cpu | cuda | auto");
+ABSL_FLAG(std::string, dtype, "fp32",
+          "Storage of the model and st checks: fp32 | bf16 | fp16 (tolerances: backend_option.h)");
 
 namespace {
 
+constexpr char kUsage[] =
+    "checks the engine against reference data (shared/testdata formats).\n\n"
+    "  mtla-conformance [--device=cpu|cuda|auto] [--dtype=fp32|bf16|fp16] MODE PATH...\n"
+    "  MODE: attention FILE... | model DIR... | fbank FILE... | st DIR... | fairseq-st DIR...";
+
 int Usage() {
-  std::fprintf(stderr,
-               "usage: mtla-conformance [--device=cpu|cuda|auto] [--dtype=fp32|bf16|fp16] MODE ...\n"
-               "       mtla-conformance attention FILE...\n"
-               "       mtla-conformance model DIR...\n"
-               "       mtla-conformance fbank FILE...\n"
-               "       mtla-conformance st DIR...\n"
-               "       mtla-conformance fairseq-st DIR...\n");
+  std::fprintf(stderr, "usage: mtla-conformance [--device=cpu|cuda|auto] [--dtype=fp32|bf16|fp16] "
+                       "attention|model|fbank|st|fairseq-st PATH... (mtla-conformance --help)\n");
   return 2;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Leading --device= / --dtype= options.
-  while (argc > 1 && std::strncmp(argv[1], "--", 2) == 0) {
-    const std::string option = argv[1];
-    if (option.rfind("--device=", 0) == 0) {
-      auto device = mtla::ParseDeviceChoice(option.substr(9));
-      if (!device.ok()) {
-        std::fprintf(stderr, "%s\n", device.status().ToString().c_str());
-        return 2;
-      }
-      mtla::conformance::ConformanceBackend().device = *device;
-    } else if (option.rfind("--dtype=", 0) == 0) {
-      const std::string dtype = option.substr(8);
-      if (!mtla::ValidateDtype(dtype).ok()) return Usage();
-      mtla::conformance::ConformanceBackend().dtype = dtype;
-    } else {
-      return Usage();
-    }
-    ++argv;
-    --argc;
+  std::vector<char*> args = mtla::ParseCommandLineFlags(argc, argv, "mtla-conformance", kUsage);
+  auto device = mtla::ParseDeviceChoice(absl::GetFlag(FLAGS_device));
+  if (!device.ok()) {
+    std::fprintf(stderr, "%s\n", device.status().ToString().c_str());
+    return 2;
   }
+  mtla::conformance::ConformanceBackend().device = *device;
+  const std::string dtype = absl::GetFlag(FLAGS_dtype);
+  if (!mtla::ValidateDtype(dtype).ok()) return Usage();
+  mtla::conformance::ConformanceBackend().dtype = dtype;
+  argc = static_cast<int>(args.size());
+  argv = args.data();
   if (argc < 3) return Usage();
   const std::string mode = argv[1];
   mtla::conformance::CheckReport report;

@@ -15,12 +15,12 @@
 #include <vector>
 
 #include "absl/flags/flag.h"
-#include "absl/flags/parse.h"
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
 #include "engine/audio/cmvn.h"
 #include "engine/audio/fbank.h"
 #include "engine/audio/pcm.h"
+#include "tools/common/command_line.h"
 
 ABSL_FLAG(std::string, list, "", "file with one WAV path per line");
 ABSL_FLAG(std::string, out, "", "output prefix (PREFIX.f32 and PREFIX.tsv)");
@@ -89,7 +89,14 @@ absl::Status Run() {
 }  // namespace
 
 int main(int argc, char** argv) {
-  absl::ParseCommandLine(argc, argv);
+  std::vector<char*> rest = mtla::ParseCommandLineFlags(
+      argc, argv, "mtla-features",
+      "the server's speech features (fbank + utterance CMVN) for a list of WAVs.\n\n"
+      "  mtla-features --list=WAVS.txt --out=PREFIX [--cmvn=utterance|none]");
+  if (rest.size() > 1) {
+    std::cerr << "mtla-features: unexpected argument " << rest[1] << " (mtla-features --help)\n";
+    return 2;
+  }
   if (absl::Status status = Run(); !status.ok()) {
     std::cerr << "mtla-features: " << status << "\n";
     return 1;

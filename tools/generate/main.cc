@@ -1,19 +1,27 @@
 // mtla-generate: greedy generation from a LlamaMTLA checkpoint directory on the
 // CPU backend, printing token ids as they are produced and the decode speed.
 //
-//   mtla-generate --model DIR [--prompt "1 17 42"] [--max-new-tokens N]
-//   mtla-generate --write-random-model DIR   (writes a random-weight checkpoint)
+//   mtla-generate --model=DIR [--prompt="1 17 42"] [--max_new_tokens=N]
+//   mtla-generate --write_random_model=DIR   (writes a random-weight checkpoint)
 #include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <string>
 #include <vector>
 
+#include "absl/flags/flag.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_split.h"
 #include "engine/model/llama_mtla.h"
 #include "engine/model/model_runner.h"
 #include "engine/testing/random_checkpoint.h"
+#include "tools/common/command_line.h"
+
+ABSL_FLAG(std::string, model, "", "LlamaMTLA checkpoint directory (config.json + model.safetensors)");
+ABSL_FLAG(std::string, prompt, "1", "Prompt token ids, space separated");
+ABSL_FLAG(int, max_new_tokens, 16, "Tokens to generate at most");
+ABSL_FLAG(std::string, write_random_model, "",
+          "Write a random-weight checkpoint to this directory and exit");
 
 namespace {
 
@@ -47,21 +55,19 @@ int WriteRandomModel(const std::string& dir) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  std::string model_dir, prompt_text = "1", random_dir;
-  int max_new_tokens = 16;
-  for (int i = 1; i < argc; ++i) {
-    const std::string arg = argv[i];
-    auto next = [&]() -> std::string { return i + 1 < argc ? argv[++i] : ""; };
-    if (arg == "--model") model_dir = next();
-    else if (arg == "--prompt") prompt_text = next();
-    else if (arg == "--max-new-tokens") {
-      if (!absl::SimpleAtoi(next(), &max_new_tokens) || max_new_tokens < 1)
-        return Fail("--max-new-tokens must be a positive integer");
-    } else if (arg == "--write-random-model") random_dir = next();
-    else return Fail("unknown flag " + arg);
-  }
+  std::vector<char*> rest = mtla::ParseCommandLineFlags(
+      argc, argv, "mtla-generate",
+      "greedy generation from a LlamaMTLA checkpoint on the CPU backend.\n\n"
+      "  mtla-generate --model=DIR [--prompt=\"1 17 42\"] [--max_new_tokens=N]\n"
+      "  mtla-generate --write_random_model=DIR");
+  if (rest.size() > 1) return Fail(std::string("unexpected argument ") + rest[1]);
+  const std::string model_dir = absl::GetFlag(FLAGS_model);
+  const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
+  const std::string random_dir = absl::GetFlag(FLAGS_write_random_model);
+  const int max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
+  if (max_new_tokens < 1) return Fail("--max_new_tokens must be a positive integer");
   if (!random_dir.empty()) return WriteRandomModel(random_dir);
-  if (model_dir.empty()) return Fail("--model DIR is required");
+  if (model_dir.empty()) return Fail("--model=DIR is required");
 
   std::vector<int32_t> prompt;
   for (absl::string_view piece : absl::StrSplit(prompt_text, ' ', absl::SkipEmpty())) {
