@@ -190,6 +190,10 @@ void MtlaAttentionLayer::Forward(const float* x, const int32_t* positions,
   attn.partial_rows = ws->partial_rows.data();
   attn.scale = 1.0f / std::sqrt(static_cast<float>(qk));
   attn.out = ws->attn_latent.data();
+  const int64_t scratch = cpu::MtlaAttentionScratchFloats(attn);
+  if (static_cast<int64_t>(ws->attn_scratch.size()) < scratch) ws->attn_scratch.resize(scratch);
+  attn.scratch = ws->attn_scratch.data();
+  attn.scratch_floats = static_cast<int64_t>(ws->attn_scratch.size());
   cpu::MtlaAttention(attn);
 
   // o_h = W_UV[h] (attn latent of head h); out = wo(concat_h o_h).
