@@ -149,18 +149,43 @@ void AttendSplit(const AttentionSplitParams& p) {
     l[h] = 0.0f;
   }
   const __m512 scale = _mm512_set1_ps(p.scale);
-  bool first = true;
-  for (int64_t t0 = p.key_begin; t0 < p.key_end; t0 += kTile) {
-    const int nk = static_cast<int>(p.key_end - t0 < kTile ? p.key_end - t0 : kTile);
-    const float* rows[kTile];
+  const int lines_per_row = (width * 4 + 63) / 64;
+  // Row pointers of the tile starting at key t0 (nk keys; the rest repeat
+  // the first row so that the micro-kernels may read them).
+  auto tile_rows = [&](int64_t t0, int nk, const float** rows) {
+    int64_t block = t0 / block_slots;
+    int64_t slot = t0 - block * block_slots;
     for (int i = 0; i < nk; ++i) {
-      const int64_t j = t0 + i;
-      rows[i] = j < p.complete
-                    ? p.cache.rows + (static_cast<int64_t>(p.block_table[j / block_slots]) *
-                                          block_slots + j % block_slots) * width
+      rows[i] = t0 + i < p.complete
+                    ? p.cache.rows + (static_cast<int64_t>(p.block_table[block]) * block_slots +
+                                      slot) * width
                     : p.own_row;
+      if (++slot == block_slots) {
+        slot = 0;
+        ++block;
+      }
     }
     for (int i = nk; i < kTile; ++i) rows[i] = rows[0];
+  };
+  const float* rows[kTile];
+  const float* next_rows[kTile];
+  auto tile_size = [&](int64_t t0) {
+    return static_cast<int>(p.key_end - t0 < kTile ? p.key_end - t0 : kTile);
+  };
+  tile_rows(p.key_begin, tile_size(p.key_begin), rows);
+  bool first = true;
+  for (int64_t t0 = p.key_begin; t0 < p.key_end; t0 += kTile) {
+    const int nk = tile_size(t0);
+    // The next tile's rows stream in while this one computes.
+    const bool has_next = t0 + kTile < p.key_end;
+    if (has_next) {
+      const int next_nk = tile_size(t0 + kTile);
+      tile_rows(t0 + kTile, next_nk, next_rows);
+      for (int i = 0; i < next_nk; ++i) {
+        const char* line = reinterpret_cast<const char*>(next_rows[i]);
+        for (int c = 0; c < lines_per_row; ++c) _mm_prefetch(line + 64 * c, _MM_HINT_T0);
+      }
+    }
 
     for (int g = 0; g < heads; g += HG) ScoreTile<HG>(p.q + g * width, width, rows, nk, scores + g * kTile);
 
@@ -181,6 +206,9 @@ void AttendSplit(const AttentionSplitParams& p) {
       AccumulateTile<HG, CG>(scores + g * kTile, corr + g, rows, nk, r, first, p.out + g * r);
     }
     first = false;
+    if (has_next) {
+      for (int i = 0; i < kTile; ++i) rows[i] = next_rows[i];
+    }
   }
   if (p.normalize) {
     for (int h = 0; h < heads; ++h) {
