@@ -110,6 +110,7 @@ void MtlaAttentionWorkspace::Reserve(int64_t tokens, const MtlaAttentionConfig& 
   grow(q, tokens * c.num_heads * c.qk_head_dim() + tokens * c.q_lora_rank);
   grow(kv, tokens * width);
   grow(hyper_p, tokens * c.hypernet_rank);
+  grow(latent_rows, tokens * c.kv_lora_rank);
   grow(partial_rows, tokens * width);
   grow(q_absorbed, tokens * c.num_heads * width);
   grow(attn_latent, tokens * c.num_heads * c.kv_lora_rank);
@@ -145,7 +146,15 @@ void MtlaAttentionLayer::ProjectAndAppend(const float* x, const int32_t* positio
   cpu::LayerNorm(kv, n, r, w_.kv_norm.weight.data(), w_.kv_norm.bias.data(), c.layer_norm_eps, kv,
                  width, width);
   rope_.Apply(kv + r, n, width, /*heads=*/1, 0, positions);
-  w_.fc_p.Apply(kv, n, ws->hyper_p.data(), /*ldx=*/width);
+  if (w_.fc_p.packed != nullptr) {
+    // oneDNN runs only its reference kernel on strided rows: hand it the
+    // latents as a dense [n, r] copy (n * r floats) rather than OpenBLAS.
+    float* latent = ws->latent_rows.data();
+    for (int64_t i = 0; i < n; ++i) std::memcpy(latent + i * r, kv + i * width, sizeof(float) * r);
+    w_.fc_p.Apply(latent, n, ws->hyper_p.data());
+  } else {
+    w_.fc_p.Apply(kv, n, ws->hyper_p.data(), /*ldx=*/width);
+  }
   cpu::MtlaAppendParams append;
   append.cache = cache;
   append.chunks = chunks;

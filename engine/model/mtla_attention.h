@@ -71,7 +71,7 @@ absl::StatusOr<MtlaAttentionWeights> LoadMtlaAttentionWeights(const SafetensorsF
 // Reusable scratch buffers; they grow to the largest step seen and are reused.
 struct MtlaAttentionWorkspace {
   std::vector<float> q, kv, hyper_p, partial_rows, q_absorbed, attn_latent, attn_heads,
-      attn_scratch;
+      attn_scratch, latent_rows;
   void Reserve(int64_t tokens, const MtlaAttentionConfig& config);
 };
 
