@@ -145,8 +145,9 @@ constexpr int64_t kSplitAlign = 16;
 
 // Keys per split for a token with `keys` keys in a step of `tokens` query
 // tokens: split only when the step has too few tokens to give every thread
-// about four work items (decode at small batch).
+// about four work items (decode at small batch), and never on one thread.
 int64_t SplitLength(int64_t keys, int64_t tokens, int threads) {
+  if (threads <= 1) return keys;
   const int64_t target = 4 * static_cast<int64_t>(threads);
   int64_t splits = tokens >= target ? 1 : (target + tokens - 1) / tokens;
   splits = std::max<int64_t>(1, std::min(splits, (keys + kMinSplitKeys - 1) / kMinSplitKeys));
@@ -176,10 +177,12 @@ struct CombineItem {
   int64_t scratch;  // first split's offset; splits are consecutive
 };
 
+// Work items and combines of a step (both may be null: only the scratch size
+// is wanted).
 void PlanSplits(const MtlaAttentionParams& p, int threads, std::vector<WorkItem>* items,
                 std::vector<CombineItem>* combines, int64_t* scratch_floats) {
-  items->clear();
-  combines->clear();
+  if (items != nullptr) items->clear();
+  if (combines != nullptr) combines->clear();
   const int64_t tokens = TotalTokens(p);
   const int64_t per_split = SplitFloats(p);
   int64_t scratch = 0;
@@ -189,13 +192,15 @@ void PlanSplits(const MtlaAttentionParams& p, int threads, std::vector<WorkItem>
       const int64_t keys = (chunk.start + i) / p.down_rate + 1;
       const int64_t len = SplitLength(keys, tokens, threads);
       if (len >= keys) {
-        items->push_back({c, i, 0, keys, -1});
+        if (items != nullptr) items->push_back({c, i, 0, keys, -1});
         continue;
       }
       const int64_t splits = (keys + len - 1) / len;
-      combines->push_back({chunk.token_offset + i, splits, scratch});
+      if (combines != nullptr) combines->push_back({chunk.token_offset + i, splits, scratch});
       for (int64_t k = 0; k < splits; ++k) {
-        items->push_back({c, i, k * len, std::min(keys, (k + 1) * len), scratch});
+        if (items != nullptr) {
+          items->push_back({c, i, k * len, std::min(keys, (k + 1) * len), scratch});
+        }
         scratch += per_split;
       }
     }
@@ -330,10 +335,8 @@ MtlaAttentionImpl SelectedMtlaAttentionImpl(const MtlaAttentionParams& p) {
 }
 
 int64_t MtlaAttentionScratchFloats(const MtlaAttentionParams& p) {
-  std::vector<WorkItem> items;
-  std::vector<CombineItem> combines;
   int64_t floats = 0;
-  PlanSplits(p, Threads(), &items, &combines, &floats);
+  PlanSplits(p, Threads(), nullptr, nullptr, &floats);
   return floats;
 }
 
