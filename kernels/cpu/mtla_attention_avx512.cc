@@ -68,9 +68,12 @@ inline __m512 Reduce16(const __m512* a) {
 
 // s[hh * 16 + j] = q_hh . rows[j] for HG heads (q rows at stride `width`) and
 // the tile's keys j < nk (rounded up to a multiple of 16 / HG; the padding
-// rows are valid rows whose scores the caller ignores).
+// rows are valid rows whose scores the caller ignores). When `prefetch` is
+// not null, the same lines of the next tile's rows prefetch[j] are requested
+// as rows[j] is read, spreading the next tile's loads over this one.
 template <int HG>
-inline void ScoreTile(const float* q, int width, const float* const* rows, int nk, float* s) {
+inline void ScoreTile(const float* q, int width, const float* const* rows, int nk,
+                      const float* const* prefetch, float* s) {
   constexpr int KG = kTile / HG;
   const int full = width & ~15;
   const __mmask16 tail = static_cast<__mmask16>((1u << (width & 15)) - 1u);
@@ -79,15 +82,27 @@ inline void ScoreTile(const float* q, int width, const float* const* rows, int n
     for (int i = 0; i < HG * KG; ++i) acc[i] = _mm512_setzero_ps();
     const float* kr[KG];
     for (int kk = 0; kk < KG; ++kk) kr[kk] = rows[k0 + kk];
+    const float* pf[KG];
+    for (int kk = 0; kk < KG; ++kk) pf[kk] = prefetch != nullptr ? prefetch[k0 + kk] : nullptr;
     for (int d = 0; d < full; d += 16) {
       __m512 kv[KG];
       for (int kk = 0; kk < KG; ++kk) kv[kk] = _mm512_loadu_ps(kr[kk] + d);
+      if (prefetch != nullptr) {
+        for (int kk = 0; kk < KG; ++kk) {
+          _mm_prefetch(reinterpret_cast<const char*>(pf[kk] + d), _MM_HINT_T0);
+        }
+      }
       for (int hh = 0; hh < HG; ++hh) {
         const __m512 qv = _mm512_loadu_ps(q + hh * width + d);
         for (int kk = 0; kk < KG; ++kk) acc[hh * KG + kk] = _mm512_fmadd_ps(qv, kv[kk], acc[hh * KG + kk]);
       }
     }
     if (tail != 0) {
+      if (prefetch != nullptr) {
+        for (int kk = 0; kk < KG; ++kk) {
+          _mm_prefetch(reinterpret_cast<const char*>(pf[kk] + full), _MM_HINT_T0);
+        }
+      }
       __m512 kv[KG];
       for (int kk = 0; kk < KG; ++kk) kv[kk] = _mm512_maskz_loadu_ps(tail, kr[kk] + full);
       for (int hh = 0; hh < HG; ++hh) {
@@ -149,7 +164,6 @@ void AttendSplit(const AttentionSplitParams& p) {
     l[h] = 0.0f;
   }
   const __m512 scale = _mm512_set1_ps(p.scale);
-  const int lines_per_row = (width * 4 + 63) / 64;
   // Row pointers of the tile starting at key t0 (nk keys; the rest repeat
   // the first row so that the micro-kernels may read them).
   auto tile_rows = [&](int64_t t0, int nk, const float** rows) {
@@ -176,18 +190,15 @@ void AttendSplit(const AttentionSplitParams& p) {
   bool first = true;
   for (int64_t t0 = p.key_begin; t0 < p.key_end; t0 += kTile) {
     const int nk = tile_size(t0);
-    // The next tile's rows stream in while this one computes.
+    // The next tile's rows stream in while this one computes: the first head
+    // group's score pass requests them line by line.
     const bool has_next = t0 + kTile < p.key_end;
-    if (has_next) {
-      const int next_nk = tile_size(t0 + kTile);
-      tile_rows(t0 + kTile, next_nk, next_rows);
-      for (int i = 0; i < next_nk; ++i) {
-        const char* line = reinterpret_cast<const char*>(next_rows[i]);
-        for (int c = 0; c < lines_per_row; ++c) _mm_prefetch(line + 64 * c, _MM_HINT_T0);
-      }
-    }
+    if (has_next) tile_rows(t0 + kTile, tile_size(t0 + kTile), next_rows);
 
-    for (int g = 0; g < heads; g += HG) ScoreTile<HG>(p.q + g * width, width, rows, nk, scores + g * kTile);
+    for (int g = 0; g < heads; g += HG) {
+      ScoreTile<HG>(p.q + g * width, width, rows, nk, has_next && g == 0 ? next_rows : nullptr,
+                    scores + g * kTile);
+    }
 
     const __mmask16 valid = static_cast<__mmask16>((1u << nk) - 1u);
     for (int h = 0; h < heads; ++h) {
