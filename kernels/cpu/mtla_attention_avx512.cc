@@ -93,7 +93,10 @@ inline void ScoreTile(const float* q, int width, const float* const* rows, int n
         }
       }
       for (int hh = 0; hh < HG; ++hh) {
-        const __m512 qv = _mm512_loadu_ps(q + hh * width + d);
+        __m512 qv = _mm512_loadu_ps(q + hh * width + d);
+        // Keep qv in a register: GCC otherwise folds the load into each of
+        // the KG FMAs, and the loop becomes bound by load ports.
+        __asm__("" : "+v"(qv));
         for (int kk = 0; kk < KG; ++kk) acc[hh * KG + kk] = _mm512_fmadd_ps(qv, kv[kk], acc[hh * KG + kk]);
       }
     }
