@@ -141,18 +141,27 @@ void MtlaAttentionReference(const MtlaAttentionParams& p) {
 // A split covers at least this many keys, and split boundaries fall on
 // multiples of the kernel's 16-key tiles.
 constexpr int64_t kMinSplitKeys = 32;
-constexpr int64_t kSplitAlign = 16;
+constexpr int64_t kTileKeys = 16;
 
-// Keys per split for a token with `keys` keys in a step of `tokens` query
-// tokens: split only when the step has too few tokens to give every thread
-// about four work items (decode at small batch), and never on one thread.
-int64_t SplitLength(int64_t keys, int64_t tokens, int threads) {
-  if (threads <= 1) return keys;
+// Number of key ranges for a token with `keys` keys in a step of `tokens`
+// query tokens: split only when the step has too few tokens to give every
+// thread about four work items (decode at small batch), never on one thread,
+// and into a count that makes the step's items a multiple of the thread
+// count where possible (batch 1 on 2 threads: 2 or 4 ranges, not 3 or 5).
+int64_t NumSplits(int64_t keys, int64_t tokens, int threads) {
+  if (threads <= 1) return 1;
   const int64_t target = 4 * static_cast<int64_t>(threads);
   int64_t splits = tokens >= target ? 1 : (target + tokens - 1) / tokens;
-  splits = std::max<int64_t>(1, std::min(splits, (keys + kMinSplitKeys - 1) / kMinSplitKeys));
-  int64_t len = (keys + splits - 1) / splits;
-  return (len + kSplitAlign - 1) / kSplitAlign * kSplitAlign;
+  splits = std::min(splits, (keys + kMinSplitKeys - 1) / kMinSplitKeys);
+  while (splits > 1 && (tokens * splits) % threads != 0) --splits;
+  return std::max<int64_t>(1, splits);
+}
+
+// Keys [begin, end) of range k of `splits`: whole tiles, as evenly as they go.
+void SplitRange(int64_t keys, int64_t splits, int64_t k, int64_t* begin, int64_t* end) {
+  const int64_t tiles = (keys + kTileKeys - 1) / kTileKeys;
+  *begin = k * tiles / splits * kTileKeys;
+  *end = std::min(keys, (k + 1) * tiles / splits * kTileKeys);
 }
 
 int64_t TotalTokens(const MtlaAttentionParams& p) {
@@ -190,16 +199,17 @@ void PlanSplits(const MtlaAttentionParams& p, int threads, std::vector<WorkItem>
     const SequenceChunk& chunk = p.chunks[c];
     for (int64_t i = 0; i < chunk.num_tokens; ++i) {
       const int64_t keys = (chunk.start + i) / p.down_rate + 1;
-      const int64_t len = SplitLength(keys, tokens, threads);
-      if (len >= keys) {
+      const int64_t splits = NumSplits(keys, tokens, threads);
+      if (splits == 1) {
         if (items != nullptr) items->push_back({c, i, 0, keys, -1});
         continue;
       }
-      const int64_t splits = (keys + len - 1) / len;
       if (combines != nullptr) combines->push_back({chunk.token_offset + i, splits, scratch});
       for (int64_t k = 0; k < splits; ++k) {
         if (items != nullptr) {
-          items->push_back({c, i, k * len, std::min(keys, (k + 1) * len), scratch});
+          int64_t begin = 0, end = 0;
+          SplitRange(keys, splits, k, &begin, &end);
+          items->push_back({c, i, begin, end, scratch});
         }
         scratch += per_split;
       }
