@@ -74,6 +74,8 @@ void MtlaAppend(const MtlaAppendParams& p);
 // at most 256 heads), else the reference; MTLA_ATTENTION=reference in the
 // environment forces the reference (side-by-side benchmarks).
 // Tolerance between the two: see kernels/cpu/mtla_cpu_test.cc.
+// Thread-compatible: concurrent calls with distinct `out` and `scratch` are
+// safe (each runs its own OpenMP team; plans live in thread-local storage).
 struct MtlaAttentionParams {
   PagedCacheView cache;
   const SequenceChunk* chunks = nullptr;
