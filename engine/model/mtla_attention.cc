@@ -1,13 +1,39 @@
 #include "engine/model/mtla_attention.h"
 
 #include <cmath>
+#include <cstdlib>
 #include <cstring>
+#include <string_view>
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status_macros.h"
 #include "engine/model/weight_loading.h"
+#ifdef MTLA_HAVE_ONEDNN
+#include "kernels/cpu/packed_batched_matmul.h"
+#endif
 
 namespace mtla {
+namespace {
+
+// W_b [k, n] for b < batch packed for oneDNN (see MtlaAttentionWeights); null
+// when oneDNN is absent, declines, or MTLA_LINEAR=openblas.
+std::shared_ptr<const cpu::PackedBatchedMatmul> PackPerHead(const std::vector<float>& w,
+                                                            int batch, int k, int n,
+                                                            bool transposed) {
+#ifdef MTLA_HAVE_ONEDNN
+  if (const char* choice = std::getenv("MTLA_LINEAR");
+      choice != nullptr && std::string_view(choice) == "openblas") {
+    return nullptr;
+  }
+  auto packed = cpu::PackedBatchedMatmul::Create(w.data(), batch, k, n, transposed);
+  if (packed.ok()) return *std::move(packed);
+#else
+  (void)w, (void)batch, (void)k, (void)n, (void)transposed;
+#endif
+  return nullptr;
+}
+
+}  // namespace
 
 std::vector<float> PrecomputeHyperC(const LinearWeights& fc_c, int64_t num_slots) {
   const int d = fc_c.in;
@@ -84,6 +110,7 @@ void MtlaAttentionWorkspace::Reserve(int64_t tokens, const MtlaAttentionConfig& 
   grow(q, tokens * c.num_heads * c.qk_head_dim() + tokens * c.q_lora_rank);
   grow(kv, tokens * width);
   grow(hyper_p, tokens * c.hypernet_rank);
+  grow(latent_rows, tokens * c.kv_lora_rank);
   grow(partial_rows, tokens * width);
   grow(q_absorbed, tokens * c.num_heads * width);
   grow(attn_latent, tokens * c.num_heads * c.kv_lora_rank);
@@ -94,7 +121,17 @@ MtlaAttentionLayer::MtlaAttentionLayer(const MtlaAttentionConfig& config,
                                        MtlaAttentionWeights weights)
     : config_(config),
       w_(std::move(weights)),
-      rope_(config.qk_rope_head_dim, config.rope_theta, config.rope_style) {}
+      rope_(config.qk_rope_head_dim, config.rope_theta, config.rope_style) {
+  const MtlaAttentionConfig& c = config_;
+  // q~_h = q_nope_h W_UK[h]: W_UK[h] is [dn, r] as stored. o_h = latent_h
+  // W_UV[h]^T: W_UV[h] is stored [dv, r], i.e. the transpose of [r, dv].
+  if (w_.w_uk_packed == nullptr) {
+    w_.w_uk_packed = PackPerHead(w_.w_uk, c.num_heads, c.qk_nope_head_dim, c.kv_lora_rank, false);
+  }
+  if (w_.w_uv_packed == nullptr) {
+    w_.w_uv_packed = PackPerHead(w_.w_uv, c.num_heads, c.kv_lora_rank, c.v_head_dim, true);
+  }
+}
 
 void MtlaAttentionLayer::ProjectAndAppend(const float* x, const int32_t* positions,
                                           const cpu::SequenceChunk* chunks, int num_chunks,
@@ -109,7 +146,15 @@ void MtlaAttentionLayer::ProjectAndAppend(const float* x, const int32_t* positio
   cpu::LayerNorm(kv, n, r, w_.kv_norm.weight.data(), w_.kv_norm.bias.data(), c.layer_norm_eps, kv,
                  width, width);
   rope_.Apply(kv + r, n, width, /*heads=*/1, 0, positions);
-  w_.fc_p.Apply(kv, n, ws->hyper_p.data(), /*ldx=*/width);
+  if (w_.fc_p.packed != nullptr) {
+    // oneDNN runs only its reference kernel on strided rows: hand it the
+    // latents as a dense [n, r] copy (n * r floats) rather than OpenBLAS.
+    float* latent = ws->latent_rows.data();
+    for (int64_t i = 0; i < n; ++i) std::memcpy(latent + i * r, kv + i * width, sizeof(float) * r);
+    w_.fc_p.Apply(latent, n, ws->hyper_p.data());
+  } else {
+    w_.fc_p.Apply(kv, n, ws->hyper_p.data(), /*ldx=*/width);
+  }
   cpu::MtlaAppendParams append;
   append.cache = cache;
   append.chunks = chunks;
@@ -165,13 +210,23 @@ void MtlaAttentionLayer::Forward(const float* x, const int32_t* positions,
 
   // Absorbed queries [N, H, r + dR] = [q_nope W_UK[h] | q_pe].
   float* qa = ws->q_absorbed.data();
-  // Per-head GEMMs are small: run the heads in parallel (BLAS runs each one
-  // single-threaded inside the region) rather than one threaded call each.
+  // One oneDNN matmul batched over heads on pre-packed weights, reading the
+  // heads where they lie in q and writing them where they go in qa. Else the
+  // per-head GEMMs run in parallel (BLAS runs each one single-threaded inside
+  // the region) rather than one threaded call each.
+  bool absorbed = false;
+#ifdef MTLA_HAVE_ONEDNN
+  absorbed = w_.w_uk_packed != nullptr &&
+             w_.w_uk_packed->Apply(q, n, {qk, int64_t{heads} * qk}, qa,
+                                   {width, int64_t{heads} * width});
+#endif
+  if (!absorbed) {
 #pragma omp parallel for schedule(static)
-  for (int h = 0; h < heads; ++h) {
-    cpu::Gemm(/*trans_b=*/false, n, r, dn, 1.0f, q + h * qk, heads * qk,
-              w_.w_uk.data() + static_cast<size_t>(h) * dn * r, r, 0.0f, qa + h * width,
-              heads * width);
+    for (int h = 0; h < heads; ++h) {
+      cpu::Gemm(/*trans_b=*/false, n, r, dn, 1.0f, q + h * qk, heads * qk,
+                w_.w_uk.data() + static_cast<size_t>(h) * dn * r, r, 0.0f, qa + h * width,
+                heads * width);
+    }
   }
   for (int64_t i = 0; i < n; ++i) {
     for (int h = 0; h < heads; ++h) {
@@ -190,16 +245,28 @@ void MtlaAttentionLayer::Forward(const float* x, const int32_t* positions,
   attn.partial_rows = ws->partial_rows.data();
   attn.scale = 1.0f / std::sqrt(static_cast<float>(qk));
   attn.out = ws->attn_latent.data();
+  const int64_t scratch = cpu::MtlaAttentionScratchFloats(attn);
+  if (static_cast<int64_t>(ws->attn_scratch.size()) < scratch) ws->attn_scratch.resize(scratch);
+  attn.scratch = ws->attn_scratch.data();
+  attn.scratch_floats = static_cast<int64_t>(ws->attn_scratch.size());
   cpu::MtlaAttention(attn);
 
   // o_h = W_UV[h] (attn latent of head h); out = wo(concat_h o_h).
   const int dv = c.v_head_dim;
   float* heads_out = ws->attn_heads.data();
+  bool projected = false;
+#ifdef MTLA_HAVE_ONEDNN
+  projected = w_.w_uv_packed != nullptr &&
+              w_.w_uv_packed->Apply(ws->attn_latent.data(), n, {r, int64_t{heads} * r}, heads_out,
+                                    {dv, int64_t{heads} * dv});
+#endif
+  if (!projected) {
 #pragma omp parallel for schedule(static)
-  for (int h = 0; h < heads; ++h) {
-    cpu::Gemm(/*trans_b=*/true, n, dv, r, 1.0f, ws->attn_latent.data() + h * r, heads * r,
-              w_.w_uv.data() + static_cast<size_t>(h) * dv * r, r, 0.0f, heads_out + h * dv,
-              heads * dv);
+    for (int h = 0; h < heads; ++h) {
+      cpu::Gemm(/*trans_b=*/true, n, dv, r, 1.0f, ws->attn_latent.data() + h * r, heads * r,
+                w_.w_uv.data() + static_cast<size_t>(h) * dv * r, r, 0.0f, heads_out + h * dv,
+                heads * dv);
+    }
   }
   w_.wo.Apply(heads_out, n, out);
 }

@@ -17,6 +17,7 @@
 namespace mtla {
 namespace cpu {
 class PackedLinear;
+class PackedBatchedMatmul;
 }  // namespace cpu
 
 
@@ -50,6 +51,10 @@ struct MtlaAttentionWeights {
   NormWeights kv_norm;
   std::vector<float> w_uk;  // [H, dn, r]: first dn rows of each head of wkv_b
   std::vector<float> w_uv;  // [H, dv, r]: last dv rows of each head of wkv_b
+  // W_UK / W_UV pre-packed for oneDNN's batched matmul (over heads); set by
+  // MtlaAttentionLayer's constructor, null without oneDNN or with
+  // MTLA_LINEAR=openblas (then each head runs an OpenBLAS sgemm).
+  std::shared_ptr<const cpu::PackedBatchedMatmul> w_uk_packed, w_uv_packed;
   LinearWeights wo;
   LinearWeights fc_p;             // hypernetwork, r -> hyper_rank, with bias
   std::vector<float> hyper_c;     // [max_slots, hyper_rank]: fc_c(PE(k)) precomputed
@@ -65,7 +70,8 @@ absl::StatusOr<MtlaAttentionWeights> LoadMtlaAttentionWeights(const SafetensorsF
 
 // Reusable scratch buffers; they grow to the largest step seen and are reused.
 struct MtlaAttentionWorkspace {
-  std::vector<float> q, kv, hyper_p, partial_rows, q_absorbed, attn_latent, attn_heads;
+  std::vector<float> q, kv, hyper_p, partial_rows, q_absorbed, attn_latent, attn_heads,
+      attn_scratch, latent_rows;
   void Reserve(int64_t tokens, const MtlaAttentionConfig& config);
 };
 

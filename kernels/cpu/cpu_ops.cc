@@ -43,6 +43,8 @@ void RmsNorm(const float* x, int64_t n, int d, const float* weight, float eps, f
     const float* xr = x + i * ldx;
     float* yr = y + i * ldy;
     float sum_sq = 0.0f;
+    // Vector partial sums (a serial float sum is one add latency per element).
+#pragma omp simd reduction(+ : sum_sq)
     for (int j = 0; j < d; ++j) sum_sq += xr[j] * xr[j];
     const float inv = 1.0f / std::sqrt(sum_sq / d + eps);
     for (int j = 0; j < d; ++j) yr[j] = xr[j] * inv * weight[j];
@@ -56,10 +58,13 @@ void LayerNorm(const float* x, int64_t n, int d, const float* weight, const floa
   for (int64_t i = 0; i < n; ++i) {
     const float* xr = x + i * ldx;
     float* yr = y + i * ldy;
+    // Vector partial sums (a serial float sum is one add latency per element).
     float mean = 0.0f;
+#pragma omp simd reduction(+ : mean)
     for (int j = 0; j < d; ++j) mean += xr[j];
     mean /= d;
     float var = 0.0f;
+#pragma omp simd reduction(+ : var)
     for (int j = 0; j < d; ++j) {
       const float c = xr[j] - mean;
       var += c * c;

@@ -65,6 +65,17 @@ void MtlaAppend(const MtlaAppendParams& p);
 // times `scale`; the output per head is sum_j p_j * latent_j (width r).
 // Preconditions: the cache already holds every complete slot the queries see
 // (MtlaAppend ran for this step).
+//
+// Implementations (MtlaAttentionImpl): the scalar reference below defines the
+// semantics; the AVX-512 kernel (mtla_attention_avx512.cc) computes each
+// cache tile of 16 slots as small GEMMs with a one-pass online softmax and
+// splits long key ranges across threads (log-sum-exp combine). kAuto picks
+// AVX-512 when the CPU has AVX-512F/DQ and the shape allows (r % 16 == 0,
+// at most 256 heads), else the reference; MTLA_ATTENTION=reference in the
+// environment forces the reference (side-by-side benchmarks).
+// Tolerance between the two: see kernels/cpu/mtla_cpu_test.cc.
+// Thread-compatible: concurrent calls with distinct `out` and `scratch` are
+// safe (each runs its own OpenMP team; plans live in thread-local storage).
 struct MtlaAttentionParams {
   PagedCacheView cache;
   const SequenceChunk* chunks = nullptr;
@@ -75,8 +86,28 @@ struct MtlaAttentionParams {
   const float* partial_rows = nullptr;  // [N, slot_width]
   float scale = 1.0f;
   float* out = nullptr;  // [N, num_heads, r]
+  // Room for the partial results of split key ranges: at least
+  // MtlaAttentionScratchFloats(p) floats, owned by the caller (so a step
+  // allocates nothing). Null: the kernel allocates what it needs.
+  float* scratch = nullptr;
+  int64_t scratch_floats = 0;
 };
-void MtlaAttention(const MtlaAttentionParams& p);
+
+enum class MtlaAttentionImpl { kAuto, kReference, kAvx512 };
+
+// kAvx512 when requested and unavailable (CPU or shape) runs the reference.
+void MtlaAttention(const MtlaAttentionParams& p, MtlaAttentionImpl impl = MtlaAttentionImpl::kAuto);
+
+// The implementation kAuto runs for these params on this CPU (honours
+// MTLA_ATTENTION=reference).
+MtlaAttentionImpl SelectedMtlaAttentionImpl(const MtlaAttentionParams& p);
+
+// True when the CPU runs AVX-512F and AVX-512DQ code.
+bool CpuHasAvx512();
+
+// Scratch floats MtlaAttention needs for these params with the current
+// OpenMP thread count (0 when no key range is split).
+int64_t MtlaAttentionScratchFloats(const MtlaAttentionParams& p);
 
 }  // namespace mtla::cpu
 
