@@ -230,7 +230,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   // Finishes with an error once no write is in flight; stops the session.
-  void Fail(const grpc::Status& status) {
+  void Fail(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     if (SpeechSession* session = CurrentSession()) session->Cancel();
     {
       absl::MutexLock lock(&mu_);
@@ -244,7 +244,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
     Finish(status);
   }
 
-  void MaybeWrite() {
+  void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
     if (finishing_) {
@@ -338,7 +338,7 @@ class TranslateReactor final : public grpc::ServerUnaryReactor {
   }
 
  private:
-  void Poll() {
+  void Poll() ABSL_LOCKS_EXCLUDED(mu_) {
     grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
@@ -353,7 +353,7 @@ class TranslateReactor final : public grpc::ServerUnaryReactor {
     Finish(status);  // OnDone may follow at once: nothing touches `this` after
   }
 
-  void Done(const grpc::Status& status) {
+  void Done(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;

@@ -66,7 +66,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   }
 
  private:
-  void MaybeWrite() {
+  void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
     GenerationEvent event;

@@ -5,7 +5,8 @@
 # the same library from Debian's own source package (the version of the
 # installed libabsl-dev, fetched with apt through a private deb-src list; the
 # system's apt configuration is not touched) against the installed headers,
-# with -fsanitize=thread, into build-tsan/absl-tsan/ under the same SONAME.
+# with clang -fsanitize=thread (as the `tsan` preset), into
+# build-tsan/absl-tsan/ under the same SONAME.
 # The `tsan` preset links the tests against it. Idempotent.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -38,10 +39,11 @@ objs=()
 for f in barrier.cc blocking_counter.cc internal/create_thread_identity.cc \
          internal/per_thread_sem.cc internal/waiter.cc notification.cc mutex.cc; do
   o="$out/$(basename "$f" .cc).o"
-  g++ -std=c++17 -O1 -g -fPIC -fsanitize=thread -DNDEBUG -c "$src/$f" -o "$o"
+  clang++ -std=c++17 -O1 -g -fPIC -fsanitize=thread -DNDEBUG -c "$src/$f" -o "$o"
   objs+=("$o")
 done
-g++ -shared -fsanitize=thread -Wl,-soname,libabsl_synchronization.so.20220623 -o "$lib.tmp" \
+# clang keeps the TSan runtime in the executable; this library uses its symbols.
+clang++ -shared -fsanitize=thread -Wl,-soname,libabsl_synchronization.so.20220623 -o "$lib.tmp" \
   "${objs[@]}" -labsl_graphcycles_internal -labsl_stacktrace -labsl_symbolize -labsl_time \
   -labsl_malloc_internal -labsl_base -labsl_spinlock_wait -labsl_raw_logging_internal
 mv "$lib.tmp" "$lib"

@@ -20,6 +20,9 @@ constexpr double kSampleRate = 16000.0;
 
 }  // namespace
 
+// `tokens`, `first_token_seconds` and the detokenizer's state change only
+// under the owning session's mu_ (OnEngineOutput); every other field is set
+// before the segment is published (active_, Listen) and read-only afterwards.
 struct SpeechSession::Segment {
   int index = 0;
   double start_seconds = 0;
