@@ -7,7 +7,7 @@ namespace mtla {
 Endpointer::Endpointer(const EndpointerOptions& options) : options_(options) {
   frame_samples_ = options.sample_rate_hz / 100;
   min_speech_samples_ = static_cast<int64_t>(options.min_speech_ms) * options.sample_rate_hz / 1000;
-  silence_frames_needed_ = (options.silence_ms + 9) / 10;
+  silence_frames_needed_ = (static_cast<int64_t>(options.silence_ms) + 9) / 10;  // any int32 ms
   max_segment_samples_ = static_cast<int64_t>(options.max_segment_ms) * options.sample_rate_hz / 1000;
   const double full_scale = 32768.0;
   energy_threshold_ =
