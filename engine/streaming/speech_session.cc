@@ -118,9 +118,12 @@ absl::Status SpeechSession::FinishAudio() {
 }
 
 absl::Status SpeechSession::AddSamples(const std::vector<float>& samples) {
+  // Cuts are stream positions; `first` is the stream position of samples[0]
+  // (samples_16k_ moves to each cut as its segment closes).
+  const int64_t first = samples_16k_;
   size_t at = 0;
   for (int64_t cut : endpointer_.Accept(samples)) {
-    const size_t upto = static_cast<size_t>(cut - samples_16k_);
+    const size_t upto = static_cast<size_t>(cut - first);
     extractor_.AcceptSamples(std::span<const float>(samples.data() + at, upto - at), &features_);
     samples_16k_ = cut;
     at = upto;
