@@ -35,8 +35,17 @@ set(MTLA_CPU_ARCH "native" CACHE STRING "Value for -march= on the CPU backend (e
 enable_testing()
 include(GoogleTest)
 
-# mtla_test(NAME SOURCES... DEPS...): a GoogleTest binary registered with ctest.
+# Test binaries whose tests run several threads (engine thread, request
+# streams, gRPC reactors): ctest label `threaded`, the ThreadSanitizer set
+# (tools/sanitize.sh tsan; keep in sync with the `tsan` build preset).
+set(MTLA_THREADED_TESTS engine_test scheduler_test server_integration_test speech_e2e_test)
+
+# mtla_test(NAME SOURCES... DEPS...): a GoogleTest binary registered with ctest
+# (nothing in the fuzz build, MTLA_FUZZ).
 function(mtla_test name)
+  if(MTLA_FUZZ)
+    return()
+  endif()
   cmake_parse_arguments(T "" "" "SOURCES;DEPS" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_DEPS} GTest::gtest GTest::gtest_main GTest::gmock)
@@ -44,8 +53,12 @@ function(mtla_test name)
   set_target_properties(${name} PROPERTIES RUNTIME_OUTPUT_DIRECTORY ${CMAKE_BINARY_DIR}/tests)
   # OpenMP threads busy-wait by default; on a shared CPU (ctest -j, CI) that
   # starves the other test processes, so tests run with passive waiting.
+  set(labels "")
+  if(name IN_LIST MTLA_THREADED_TESTS)
+    set(labels LABELS threaded)
+  endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120
-                       PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE")
+                       PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE" ${labels})
 endfunction()
 
 # The static libraries the CUDA backend plugin (a shared module) is linked

@@ -1,20 +1,18 @@
 #include "server/models_service.h"
 
+#include "absl/status/status.h"
+#include "server/status_conversion.h"
+
 namespace mtla {
 
-grpc::ServerUnaryReactor* ModelsService::GetModelInfo(grpc::CallbackServerContext* context,
-                                                      const v1::GetModelInfoRequest* request,
-                                                      v1::ModelInfo* out) {
-  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  std::shared_ptr<Engine> engine = engine_->Get();
-  if (engine == nullptr) {
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading"));
-    return reactor;
-  }
+absl::Status FillModelInfo(const EngineHolder& holder, const std::string& model_name,
+                           v1::ModelInfo* out) {
+  std::shared_ptr<Engine> engine = holder.Get();
+  if (engine == nullptr) return absl::UnavailableError("model is loading");
   const DecoderSpec& spec = engine->spec();
   const KvCacheGeometry& g = engine->cache_geometry();
-  out->set_name(name_);
-  out->set_architecture(engine_->architecture());
+  out->set_name(model_name);
+  out->set_architecture(holder.architecture());
   out->set_backend(std::string(engine->backend_name()));
   out->set_num_layers(spec.num_layers);
   out->set_hidden_size(spec.hidden_size);
@@ -32,7 +30,14 @@ grpc::ServerUnaryReactor* ModelsService::GetModelInfo(grpc::CallbackServerContex
   out->set_cache_blocks_total(engine->cache_blocks_total());
   out->set_cache_capacity_tokens(static_cast<int64_t>(engine->cache_blocks_total()) *
                                  g.tokens_per_block());
-  reactor->Finish(grpc::Status::OK);
+  return absl::OkStatus();
+}
+
+grpc::ServerUnaryReactor* ModelsService::GetModelInfo(grpc::CallbackServerContext* context,
+                                                      const v1::GetModelInfoRequest* request,
+                                                      v1::ModelInfo* out) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(FillModelInfo(*engine_, name_, out)));
   return reactor;
 }
 

@@ -5,6 +5,7 @@
 #include <memory>
 #include <string>
 
+#include "absl/status/status.h"
 #include "mtla/v1/models.grpc.pb.h"
 #include "server/engine_holder.h"
 
@@ -23,6 +24,11 @@ class ModelsService final : public v1::Models::CallbackService {
   std::shared_ptr<EngineHolder> engine_;
   std::string name_;
 };
+
+// GetModelInfo's answer for the model `engine` holds (served as `model_name`);
+// Unavailable while the model loads.
+absl::Status FillModelInfo(const EngineHolder& engine, const std::string& model_name,
+                           v1::ModelInfo* out);
 
 }  // namespace mtla
 

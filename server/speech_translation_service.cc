@@ -76,6 +76,25 @@ absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfi
   return options;
 }
 
+absl::StatusOr<std::unique_ptr<SpeechSession>> StartStreamingSession(
+    const v1::StreamingTranslateRequest& first, const SpeechFrontEnd& front_end,
+    const SpeechSessionOptions& defaults, std::function<void()> notify) {
+  if (!first.has_config()) {
+    return absl::InvalidArgumentError(
+        "audio: sent before config; the first message must carry config");
+  }
+  absl::StatusOr<SpeechSessionOptions> options =
+      ToSessionOptions(first.config(), front_end, defaults);
+  if (!options.ok()) return options.status();
+  return SpeechSession::Create(front_end, *options, std::move(notify));
+}
+
+absl::Status ContinueStreamingSession(const v1::StreamingTranslateRequest& request,
+                                      SpeechSession& session) {
+  if (request.has_config()) return absl::InvalidArgumentError("config: sent twice");
+  return session.AcceptAudio(request.audio());
+}
+
 v1::SegmentResult ToWire(const SegmentUpdate& u) {
   v1::SegmentResult r;
   r.set_segment_index(u.segment_index);
@@ -124,6 +143,9 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
 
   void OnReadDone(bool ok) override {
     if (ended_.load()) return;  // End() finished the call: read no more
+    // Only this reader creates the session and only OnDone, which follows
+    // every other reaction, destroys it: the pointer stays valid here.
+    SpeechSession* session = CurrentSession();
     if (!ok) {  // the client half-closed, or the call was cancelled
       // A cancelled call is not a half-close: its pending audio must not be
       // encoded and decoded as a last segment.
@@ -131,12 +153,12 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
         Fail(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
         return;
       }
-      if (session_ == nullptr) {
+      if (session == nullptr) {
         Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
                           "empty stream: the first message must carry config"));
         return;
       }
-      absl::Status s = session_->FinishAudio();
+      absl::Status s = session->FinishAudio();
       if (!s.ok()) {
         Fail(ToGrpcStatus(s));
         return;
@@ -152,30 +174,23 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
       MaybeWrite();
       return;
     }
-    if (session_ == nullptr) {
-      if (!request_.has_config()) {
-        Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT,
-                          "audio: sent before config; the first message must carry config"));
+    if (session == nullptr) {
+      absl::StatusOr<std::unique_ptr<SpeechSession>> created =
+          StartStreamingSession(request_, *front_end_, defaults_, [this] { MaybeWrite(); });
+      if (!created.ok()) {
+        Fail(ToGrpcStatus(created.status()));
         return;
       }
-      absl::StatusOr<SpeechSessionOptions> options =
-          ToSessionOptions(request_.config(), *front_end_, defaults_);
-      if (!options.ok()) {
-        Fail(ToGrpcStatus(options.status()));
-        return;
+      session = created->get();
+      {
+        absl::MutexLock lock(&mu_);
+        session_ = std::move(*created);
       }
-      auto session = SpeechSession::Create(*front_end_, *options, [this] { MaybeWrite(); });
-      if (!session.ok()) {
-        Fail(ToGrpcStatus(session.status()));
-        return;
-      }
-      session_ = std::move(*session);
-    } else if (request_.has_config()) {
-      Fail(grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "config: sent twice"));
-      return;
+      // An OnCancel that ran before the session existed had nothing to stop.
+      if (cancelled_.load()) session->Cancel();
     } else {
       const auto received = std::chrono::steady_clock::now();
-      absl::Status s = session_->AcceptAudio(request_.audio());
+      absl::Status s = ContinueStreamingSession(request_, *session);
       if (!s.ok()) {
         Fail(ToGrpcStatus(s));
         return;
@@ -185,8 +200,8 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
             std::chrono::duration<double>(std::chrono::steady_clock::now() - received).count());
       }
       StreamResponse progress;
-      progress.mutable_progress()->set_processed_seconds(session_->processed_seconds());
-      progress.mutable_progress()->set_chunks_received(session_->chunks_received());
+      progress.mutable_progress()->set_processed_seconds(session->processed_seconds());
+      progress.mutable_progress()->set_chunks_received(session->chunks_received());
       {
         absl::MutexLock lock(&mu_);
         outbox_.push_back(std::move(progress));
@@ -207,12 +222,21 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
 
   void OnCancel() override {
     cancelled_.store(true);
-    if (session_) session_->Cancel();
+    // OnDone (the only place the session is destroyed) runs after OnCancel.
+    if (SpeechSession* session = CurrentSession()) session->Cancel();
   }
 
   void OnDone() override {
     if (admitted_) admitted_->Release();  // waits for an End() in progress
-    session_.reset();  // detaches the session from the engine's streams
+    std::unique_ptr<SpeechSession> session;
+    {
+      absl::MutexLock lock(&mu_);
+      session = std::move(session_);
+    }
+    // Outside mu_: the destructor detaches the session from the engine's
+    // streams and waits for engine callbacks still running, which take mu_
+    // (MaybeWrite) and now find no session.
+    session.reset();
     delete this;
   }
 
@@ -220,7 +244,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   // From the drain, on its thread: finishes the call with `status` once no
   // write is in flight. Leaves the session alone (the reader's); OnDone
   // releases it, which stops its segments.
-  void End(const grpc::Status& status) {
+  void End(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     ended_.store(true);
     {
       absl::MutexLock lock(&mu_);
@@ -234,9 +258,16 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
     Finish(status);
   }
 
+  // The call's session, or null before config arrived. Cancel() and the
+  // reader's calls run without mu_ (they may call back into MaybeWrite).
+  SpeechSession* CurrentSession() ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    return session_.get();
+  }
+
   // Finishes with an error once no write is in flight; stops the session.
-  void Fail(const grpc::Status& status) {
-    if (session_) session_->Cancel();
+  void Fail(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
+    if (SpeechSession* session = CurrentSession()) session->Cancel();
     {
       absl::MutexLock lock(&mu_);
       if (finishing_) return;
@@ -249,7 +280,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
     Finish(status);
   }
 
-  void MaybeWrite() {
+  void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
     if (finishing_) {
@@ -285,8 +316,10 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   std::shared_ptr<const SpeechFrontEnd> front_end_;
   SpeechSessionOptions defaults_;
   StreamRequest request_;
-  std::unique_ptr<SpeechSession> session_;  // reader side only; released in OnDone
   absl::Mutex mu_;
+  // Set by the reader on config, read by every reaction and by the engine
+  // thread (MaybeWrite through the session's notify), released in OnDone.
+  std::unique_ptr<SpeechSession> session_ ABSL_GUARDED_BY(mu_);
   std::deque<StreamResponse> outbox_ ABSL_GUARDED_BY(mu_);
   StreamResponse response_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -343,7 +376,7 @@ class TranslateReactor final : public grpc::ServerUnaryReactor {
   }
 
  private:
-  void Poll() {
+  void Poll() ABSL_LOCKS_EXCLUDED(mu_) {
     grpc::Status status;
     {
       absl::MutexLock lock(&mu_);
@@ -358,7 +391,7 @@ class TranslateReactor final : public grpc::ServerUnaryReactor {
     Finish(status);  // OnDone may follow at once: nothing touches `this` after
   }
 
-  void Done(const grpc::Status& status) {
+  void Done(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     {
       absl::MutexLock lock(&mu_);
       if (finished_) return;

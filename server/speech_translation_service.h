@@ -10,6 +10,7 @@
 #ifndef MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
 #define MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
 
+#include <functional>
 #include <memory>
 
 #include "absl/status/statusor.h"
@@ -63,6 +64,19 @@ class SpeechTranslationService final : public v1::SpeechTranslation::CallbackSer
 absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfig& config,
                                                       const SpeechFrontEnd& front_end,
                                                       const SpeechSessionOptions& defaults);
+
+// The first client message of a StreamingTranslate call, as the service
+// applies it: it must carry config, which is validated (ToSessionOptions) and
+// opens the call's session (`notify` as in SpeechSession::Create). The error
+// is the status the call fails with.
+absl::StatusOr<std::unique_ptr<SpeechSession>> StartStreamingSession(
+    const v1::StreamingTranslateRequest& first, const SpeechFrontEnd& front_end,
+    const SpeechSessionOptions& defaults, std::function<void()> notify);
+
+// Every later client message: an audio chunk for `session` (a second config
+// is an error). The error is the status the call fails with.
+absl::Status ContinueStreamingSession(const v1::StreamingTranslateRequest& request,
+                                      SpeechSession& session);
 
 // Wire form of a session update.
 v1::SegmentResult ToWire(const SegmentUpdate& update);

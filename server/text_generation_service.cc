@@ -66,7 +66,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   }
 
  private:
-  void MaybeWrite() {
+  void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
     GenerationEvent event;
@@ -107,7 +107,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
-  v1::GenerateResponse response_;
+  v1::GenerateResponse response_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace

@@ -7,8 +7,10 @@ namespace mtla {
 
 Endpointer::Endpointer(const EndpointerOptions& options) : options_(options) {
   frame_samples_ = options.sample_rate_hz / 100;
-  min_speech_frames_ = std::max(1, (options.min_speech_ms + 9) / 10);
-  silence_frames_needed_ = (options.silence_ms + 9) / 10;
+  // 64-bit arithmetic: any int32 millisecond value a request may carry.
+  min_speech_frames_ = static_cast<int>(
+      std::max<int64_t>(1, (static_cast<int64_t>(options.min_speech_ms) + 9) / 10));
+  silence_frames_needed_ = static_cast<int>((static_cast<int64_t>(options.silence_ms) + 9) / 10);
   max_segment_samples_ = static_cast<int64_t>(options.max_segment_ms) * options.sample_rate_hz / 1000;
   leading_padding_ = static_cast<int64_t>(std::max(0, options.leading_padding_ms)) * options.sample_rate_hz / 1000;
   trailing_padding_ = static_cast<int64_t>(std::max(0, options.trailing_padding_ms)) * options.sample_rate_hz / 1000;

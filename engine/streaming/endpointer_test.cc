@@ -1,6 +1,7 @@
 #include "engine/streaming/endpointer.h"
 
 #include <cmath>
+#include <cstdint>
 #include <random>
 
 #include "gtest/gtest.h"
@@ -160,6 +161,16 @@ TEST(EndpointerTest, ChunkingDoesNotChangeCuts) {
   }
   EXPECT_EQ(got, expected);
   EXPECT_EQ(expected.size(), 2u);
+}
+
+// Found by fuzz_endpointer: a request may set silence_ms up to INT32_MAX, and
+// rounding it up to whole frames overflowed int (UBSan).
+TEST(EndpointerTest, LargestDurationsARequestCanSet) {
+  EndpointerOptions options;
+  options.silence_ms = INT32_MAX;
+  options.max_segment_ms = INT32_MAX;
+  Endpointer ep(options);
+  EXPECT_TRUE(ep.Accept(Concat({Tone(500), Quiet(2000), Tone(300)})).empty());
 }
 
 }  // namespace

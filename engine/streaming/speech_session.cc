@@ -20,6 +20,9 @@ constexpr double kSampleRate = 16000.0;
 
 }  // namespace
 
+// `tokens`, `first_token_seconds` and the detokenizer's state change only
+// under the owning session's mu_ (OnEngineOutput); every other field is set
+// before the segment is published (active_, Listen) and read-only afterwards.
 struct SpeechSession::Segment {
   int index = 0;
   double start_seconds = 0;
@@ -115,9 +118,12 @@ absl::Status SpeechSession::FinishAudio() {
 }
 
 absl::Status SpeechSession::AddSamples(const std::vector<float>& samples) {
+  // Cuts are stream positions; `first` is the stream position of samples[0]
+  // (samples_16k_ moves to each cut as its segment closes).
+  const int64_t first = samples_16k_;
   size_t at = 0;
   for (const SegmentSpan& span : endpointer_.Accept(samples)) {
-    const size_t upto = static_cast<size_t>(span.end - samples_16k_);
+    const size_t upto = static_cast<size_t>(span.end - first);
     extractor_.AcceptSamples(std::span<const float>(samples.data() + at, upto - at), &features_);
     samples_16k_ = span.end;
     at = upto;

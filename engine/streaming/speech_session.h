@@ -105,15 +105,15 @@ class SpeechSession {
   absl::Status FinishAudio();
   // Stops every segment still decoding (their cache is freed at the engine's
   // next step).
-  void Cancel();
+  void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
 
   double processed_seconds() const;
   int64_t chunks_received() const;
-  std::vector<SegmentUpdate> TakeUpdates();
+  std::vector<SegmentUpdate> TakeUpdates() ABSL_LOCKS_EXCLUDED(mu_);
   // After FinishAudio: every segment has produced its final result (or failed).
-  bool done() const;
+  bool done() const ABSL_LOCKS_EXCLUDED(mu_);
   // The first failure of a segment's decoding, if any.
-  absl::Status error() const;
+  absl::Status error() const ABSL_LOCKS_EXCLUDED(mu_);
 
  private:
   struct Segment;
@@ -135,9 +135,11 @@ class SpeechSession {
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(
       std::vector<float> features, int beam_size, double* encode_seconds,
       std::chrono::steady_clock::time_point* submitted_at);
-  void Listen(const std::shared_ptr<Segment>& segment);
-  void OnEngineOutput(const std::shared_ptr<Segment>& segment);
-  void Notify();
+  void Listen(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
+  // Engine thread or reader; takes mu_ and calls `notify` after releasing it.
+  void OnEngineOutput(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
+  // Never with mu_ held: the callback re-enters TakeUpdates/done/error.
+  void Notify() ABSL_LOCKS_EXCLUDED(mu_);
 
   const SpeechFrontEnd front_end_;
   const SpeechSessionOptions options_;

@@ -45,6 +45,21 @@ void AppendUtf8(const std::string& bytes, std::string* out) {
   }
 }
 
+// The byte of a BYTE piece, spelled "<0xAB>"; -1 for any other spelling.
+int ParseBytePiece(const std::string& piece) {
+  if (piece.size() != 6 || piece.compare(0, 3, "<0x") != 0 || piece[5] != '>') return -1;
+  int value = 0;
+  for (char c : piece.substr(3, 2)) {
+    int digit = -1;
+    if (c >= '0' && c <= '9') digit = c - '0';
+    else if (c >= 'A' && c <= 'F') digit = c - 'A' + 10;
+    else if (c >= 'a' && c <= 'f') digit = c - 'a' + 10;
+    if (digit < 0) return -1;
+    value = value * 16 + digit;
+  }
+  return value;
+}
+
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& model_path) {
@@ -70,8 +85,12 @@ absl::StatusOr<std::unique_ptr<Tokenizer>> Tokenizer::Load(const std::string& mo
     piece.type = p.type();
     piece.text = p.piece();
     if (p.type() == spm::ModelPiece::BYTE) {
-      // "<0xAB>"
-      piece.byte = static_cast<int>(std::strtol(p.piece().substr(3, 2).c_str(), nullptr, 16));
+      piece.byte = ParseBytePiece(p.piece());
+      if (piece.byte < 0) {
+        return absl::InvalidArgumentError(absl::StrCat(
+            model_path, ": piece ", tokenizer->pieces_.size(), " is a BYTE piece spelled '",
+            p.piece(), "', not <0xHH>"));
+      }
     }
     tokenizer->pieces_.push_back(std::move(piece));
   }

@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "engine/testing/unique_temp_path.h"
+#include "engine/tokenizer/sentencepiece_model.pb.h"
 #include "gtest/gtest.h"
 
 namespace mtla {
@@ -96,6 +97,39 @@ TEST_F(TokenizerTest, RejectsNonFairseqSpecialIdsAndBadFiles) {
   const std::string garbage = (ScratchDir() / "garbage.model").string();
   std::ofstream(garbage) << "\xff\xff\xff not a model";
   EXPECT_EQ(Tokenizer::Load(garbage).status().code(), absl::StatusCode::kInvalidArgument);
+}
+
+// Found by fuzz_tokenizer: a BYTE piece not spelled <0xHH> (here "<0") threw
+// std::out_of_range out of Load.
+TEST(TokenizerLoadTest, RejectsMalformedBytePieces) {
+  for (const std::string spelling : {"<0", "", "<0xZZ>", "<0x4142>", "<0x41]"}) {
+    spm::Model model;
+    model.mutable_trainer_spec()->set_bos_id(0);
+    model.mutable_trainer_spec()->set_pad_id(1);
+    model.mutable_trainer_spec()->set_eos_id(2);
+    model.mutable_trainer_spec()->set_unk_id(3);
+    for (const char* control : {"<s>", "<pad>", "</s>"}) {
+      spm::ModelPiece* p = model.add_pieces();
+      p->set_piece(control);
+      p->set_type(spm::ModelPiece::CONTROL);
+    }
+    spm::ModelPiece* unk = model.add_pieces();
+    unk->set_piece("<unk>");
+    unk->set_type(spm::ModelPiece::UNKNOWN);
+    spm::ModelPiece* byte = model.add_pieces();
+    byte->set_piece(spelling);
+    byte->set_type(spm::ModelPiece::BYTE);
+    const std::string path = (ScratchDir() / "bad_byte_piece.model").string();
+    std::ofstream(path, std::ios::binary) << model.SerializeAsString();
+    absl::StatusOr<std::unique_ptr<Tokenizer>> loaded = Tokenizer::Load(path);
+    EXPECT_EQ(loaded.status().code(), absl::StatusCode::kInvalidArgument) << spelling;
+    // The well-formed spelling loads and decodes to its byte.
+    byte->set_piece("<0x41>");
+    std::ofstream(path, std::ios::binary | std::ios::trunc) << model.SerializeAsString();
+    loaded = Tokenizer::Load(path);
+    ASSERT_TRUE(loaded.ok()) << loaded.status();
+    EXPECT_EQ((*loaded)->Decode({4}), "A");
+  }
 }
 
 // Decode equals spm_decode on encoded sentences and on random id sequences

@@ -636,6 +636,28 @@ TEST_F(SpeechServerTest, EndpointingCutsAtThePause) {
   }
 }
 
+// Found by fuzz_rpc_validation: when one chunk held several cuts, every cut
+// after the first was taken relative to the previous cut instead of the
+// chunk's start (a negative span: undefined behaviour, then garbled segments).
+TEST_F(SpeechServerTest, OneChunkSpanningSeveralSegments) {
+  std::optional<Wav> wav = FindWav("committee_en_16k.wav");
+  ASSERT_TRUE(wav.has_value());
+  ASSERT_GE(wav->samples.size(), 16000u);
+  v1::TranslationConfig config = Config(16000);
+  config.mutable_endpointing()->set_max_segment_ms(300);
+  const std::vector<float> second(wav->samples.begin(), wav->samples.begin() + 16000);
+  StreamOutcome r = Stream(stub_.get(), {ConfigRequest(config),
+                                         AudioRequest(audio::EncodePcm16(second))});
+  ASSERT_TRUE(r.status.ok()) << r.status.error_message();
+  const std::vector<v1::SegmentResult> finals = r.SortedFinals();
+  ASSERT_GE(finals.size(), 3u);  // cuts at 0.3, 0.6 and 0.9 s; the last 0.1 s may be too short
+  for (size_t i = 0; i < finals.size(); ++i) {
+    EXPECT_EQ(finals[i].segment_index(), static_cast<int>(i));
+    EXPECT_NEAR(finals[i].start_seconds(), 0.3 * i, 1e-9);
+    EXPECT_NEAR(finals[i].end_seconds(), std::min(0.3 * (i + 1), 1.0), 1e-9);
+  }
+}
+
 // ---------------------------------------------------------------------------
 // 4. Errors.
 
