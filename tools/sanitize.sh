@@ -24,6 +24,7 @@ asan() {
   cmake --preset asan >/dev/null
   cmake --build --preset asan -j "$jobs"
   ASAN_OPTIONS="detect_leaks=1:strict_string_checks=1:detect_stack_use_after_return=1" \
+  LSAN_OPTIONS="suppressions=$PWD/tools/lsan.supp" \
   UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1" \
     ctest --preset asan -j "$jobs" --timeout 1200
 }
