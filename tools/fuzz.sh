@@ -17,7 +17,7 @@ seconds="${1:-20}"
 shift || true
 targets=("$@")
 [ ${#targets[@]} -eq 0 ] && targets=(safetensors model_config speech_config audio_decode fbank
-                                     tokenizer endpointer rpc_validation)
+                                     tokenizer endpointer rpc_validation http_request_head)
 
 if [ -z "${FUZZ_NO_BUILD:-}" ]; then
   cmake --preset fuzz >/dev/null
