@@ -1,7 +1,8 @@
 // Fuzzes the energy endpointer (engine/streaming): options as a request can
 // set them (silence_ms, max_segment_ms, threshold, enabled) and arbitrary
-// int16-scale samples in arbitrary chunks. Cuts must be increasing, inside the
-// samples seen so far, and independent of the chunking.
+// int16-scale samples in arbitrary chunks. Segments must tile the stream
+// (each begins where the previous ended), end inside the samples seen so far,
+// hold their padded speech span, and be independent of the chunking.
 #include <fuzzer/FuzzedDataProvider.h>
 
 #include <cstddef>
@@ -31,26 +32,39 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     samples.push_back(static_cast<float>(provider.ConsumeIntegral<int16_t>()));
   }
 
+  auto same = [](const mtla::SegmentSpan& a, const mtla::SegmentSpan& b) {
+    return a.begin == b.begin && a.end == b.end && a.has_speech == b.has_speech &&
+           (!a.has_speech || (a.speech_begin == b.speech_begin && a.speech_end == b.speech_end));
+  };
   mtla::Endpointer whole(options);
-  const std::vector<int64_t> expected = whole.Accept(samples);
+  const std::vector<mtla::SegmentSpan> expected = whole.Accept(samples);
   mtla::Endpointer chunked(options);
-  std::vector<int64_t> cuts;
+  std::vector<mtla::SegmentSpan> spans;
   size_t pos = 0;
   auto feed = [&](size_t n) {
-    const std::vector<int64_t> got =
+    const std::vector<mtla::SegmentSpan> got =
         chunked.Accept(std::span<const float>(samples.data() + pos, n));
     pos += n;
-    for (int64_t cut : got) {
-      if (cut <= 0 || cut > chunked.samples_seen() || (!cuts.empty() && cut <= cuts.back())) {
+    for (const mtla::SegmentSpan& span : got) {
+      const int64_t begin = spans.empty() ? 0 : spans.back().end;
+      if (span.begin != begin || span.end <= span.begin || span.end > chunked.samples_seen()) {
         __builtin_trap();
       }
-      cuts.push_back(cut);
+      if (span.has_speech && (span.speech_begin < span.begin || span.speech_end > span.end ||
+                              span.speech_begin >= span.speech_end)) {
+        __builtin_trap();
+      }
+      spans.push_back(span);
     }
   };
   for (size_t n : chunks) feed(std::min(n, samples.size() - pos));
   feed(samples.size() - pos);
-  if (cuts != expected || chunked.samples_seen() != static_cast<int64_t>(samples.size())) {
+  if (spans.size() != expected.size() ||
+      chunked.samples_seen() != static_cast<int64_t>(samples.size())) {
     __builtin_trap();
+  }
+  for (size_t i = 0; i < spans.size(); ++i) {
+    if (!same(spans[i], expected[i])) __builtin_trap();
   }
   return 0;
 }

@@ -246,16 +246,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   // releases it, which stops its segments.
   void End(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     ended_.store(true);
-    {
-      absl::MutexLock lock(&mu_);
-      if (finishing_) return;
-      finishing_ = true;
-      final_status_ = status;
-      outbox_.clear();
-      if (writing_) return;  // OnWriteDone finishes
-      finished_ = true;
-    }
-    Finish(status);
+    FinishOnce(status);
   }
 
   // The call's session, or null before config arrived. Cancel() and the
@@ -268,6 +259,13 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   // Finishes with an error once no write is in flight; stops the session.
   void Fail(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     if (SpeechSession* session = CurrentSession()) session->Cancel();
+    FinishOnce(status);
+  }
+
+  // Finishes the call with `status` (the first one asked for wins), now or,
+  // when a write is in flight, from OnWriteDone; results not yet written are
+  // dropped.
+  void FinishOnce(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     {
       absl::MutexLock lock(&mu_);
       if (finishing_) return;

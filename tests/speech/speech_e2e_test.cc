@@ -650,11 +650,18 @@ TEST_F(SpeechServerTest, OneChunkSpanningSeveralSegments) {
                                          AudioRequest(audio::EncodePcm16(second))});
   ASSERT_TRUE(r.status.ok()) << r.status.error_message();
   const std::vector<v1::SegmentResult> finals = r.SortedFinals();
-  ASSERT_GE(finals.size(), 3u);  // cuts at 0.3, 0.6 and 0.9 s; the last 0.1 s may be too short
+  // Cuts every 0.3 s of speech (max_segment_ms counts from a segment's first
+  // speech frame, so each cut may land up to one 10 ms frame later); the
+  // segments tile the second without gaps, overlaps or negative spans.
+  ASSERT_GE(finals.size(), 3u);
   for (size_t i = 0; i < finals.size(); ++i) {
     EXPECT_EQ(finals[i].segment_index(), static_cast<int>(i));
-    EXPECT_NEAR(finals[i].start_seconds(), 0.3 * i, 1e-9);
-    EXPECT_NEAR(finals[i].end_seconds(), std::min(0.3 * (i + 1), 1.0), 1e-9);
+    EXPECT_NEAR(finals[i].start_seconds(), i == 0 ? 0.0 : finals[i - 1].end_seconds(), 1e-9);
+    const double span = finals[i].end_seconds() - finals[i].start_seconds();
+    EXPECT_GT(span, 0);
+    EXPECT_LE(span, 0.3 + 0.0101);
+    if (i + 1 < finals.size()) EXPECT_GE(span, 0.3 - 1e-9);
+    EXPECT_LE(finals[i].end_seconds(), 1.0 + 1e-9);
   }
 }
 
