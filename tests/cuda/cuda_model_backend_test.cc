@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "engine/model/backend_factory.h"
 #include "engine/model/cpu_model_backend.h"
 #include "engine/model/cuda_model_backend.h"
@@ -69,6 +70,25 @@ std::vector<Family> Families(int down_rate) {
   return {{"st", st}, {"llama", llama}, {"llama_qlora", llama_qlora}};
 }
 
+// A random checkpoint of `family` in a per-process temp file, opened.
+absl::StatusOr<std::unique_ptr<SafetensorsFile>> RandomCheckpoint(const Family& family,
+                                                                  uint64_t seed) {
+  const std::string path = UniqueTempPath(
+      absl::StrCat("mtla_cuda_backend_", family.name, "_", seed), ".safetensors");
+  if (absl::Status written = WriteSafetensors(path, RandomDecoderWeights(family.spec, seed, 0.1f));
+      !written.ok()) {
+    return written;
+  }
+  return SafetensorsFile::Open(path);
+}
+
+CacheOptions SmallCache() {
+  CacheOptions cache;
+  cache.num_blocks = 64;
+  cache.block_slots = 4;
+  return cache;
+}
+
 double Tolerance(cuda::DType dtype) {
   switch (dtype) {
     case cuda::DType::kF32: return 1e-4;
@@ -122,14 +142,9 @@ TEST_P(CudaModelBackendTest, MatchesCpuBackend) {
   const auto [down_rate, dtype] = GetParam();
   for (Family& family : Families(down_rate)) {
     SCOPED_TRACE(family.name);
-    const std::string path =
-        UniqueTempPath("mtla_cuda_backend_" + std::string(family.name), ".safetensors");
-    MTLA_ASSERT_OK(WriteSafetensors(path, RandomDecoderWeights(family.spec, 3, 0.1f)));
-    auto file = SafetensorsFile::Open(path);
+    auto file = RandomCheckpoint(family, /*seed=*/3);
     ASSERT_TRUE(file.ok()) << file.status();
-    CacheOptions cache;
-    cache.num_blocks = 64;
-    cache.block_slots = 4;
+    const CacheOptions cache = SmallCache();
     auto cpu = CpuModelBackend::Create(family.spec, **file, cache);
     ASSERT_TRUE(cpu.ok()) << cpu.status();
     CudaBackendOptions options;
@@ -159,14 +174,9 @@ TEST(BackendFactory, PluginBackendMatchesCpu) {
   MTLA_SKIP_WITHOUT_CUDA();
   for (Family& family : Families(2)) {
     SCOPED_TRACE(family.name);
-    const std::string path =
-        UniqueTempPath("mtla_plugin_backend_" + std::string(family.name), ".safetensors");
-    MTLA_ASSERT_OK(WriteSafetensors(path, RandomDecoderWeights(family.spec, 5, 0.1f)));
-    auto file = SafetensorsFile::Open(path);
+    auto file = RandomCheckpoint(family, /*seed=*/5);
     ASSERT_TRUE(file.ok()) << file.status();
-    CacheOptions cache;
-    cache.num_blocks = 64;
-    cache.block_slots = 4;
+    const CacheOptions cache = SmallCache();
     BackendChoice choice;
     choice.device = DeviceChoice::kCuda;
     choice.dtype = "fp32";
