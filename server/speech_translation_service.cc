@@ -5,6 +5,7 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "server/grpc_reaction_order.h"
 #include "server/status_conversion.h"
 
 namespace mtla {
@@ -121,7 +122,7 @@ using StreamResponse = v1::StreamingTranslateResponse;
 // Reads config then audio; writes progress for every chunk and the session's
 // updates, one write in flight at a time; finishes once the client half-closed
 // and every segment has its final result, or at the first error.
-class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamRequest, StreamResponse> {
+class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiReactor<StreamRequest, StreamResponse>> {
  public:
   StreamingTranslateReactor(grpc::CallbackServerContext* context,
                             std::shared_ptr<const SpeechFrontEnd> front_end,
@@ -142,6 +143,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnReadDone(bool ok) override {
+    EnterReaction();
     if (ended_.load()) return;  // End() finished the call: read no more
     // Only this reader creates the session and only OnDone, which follows
     // every other reaction, destroys it: the pointer stays valid here.
@@ -212,6 +214,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnWriteDone(bool ok) override {
+    EnterReaction();
     {
       absl::MutexLock lock(&mu_);
       writing_ = false;
@@ -221,12 +224,14 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
   }
 
   void OnCancel() override {
+    EnterReaction();
     cancelled_.store(true);
     // OnDone (the only place the session is destroyed) runs after OnCancel.
     if (SpeechSession* session = CurrentSession()) session->Cancel();
   }
 
   void OnDone() override {
+    EnterReaction();
     if (admitted_) admitted_->Release();  // waits for an End() in progress
     std::unique_ptr<SpeechSession> session;
     {
@@ -330,7 +335,7 @@ class StreamingTranslateReactor final : public grpc::ServerBidiReactor<StreamReq
 // Runs a session over the whole request; finishes when every segment is final.
 // Owns itself: OnDone, which follows Finish, releases the session and deletes
 // the reactor, so Finish is the last thing any thread does with `this`.
-class TranslateReactor final : public grpc::ServerUnaryReactor {
+class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
  public:
   explicit TranslateReactor(v1::TranslateResponse* response) : response_(response) {}
 
@@ -359,11 +364,13 @@ class TranslateReactor final : public grpc::ServerUnaryReactor {
   }
 
   void OnCancel() override {
+    EnterReaction();
     absl::MutexLock lock(&mu_);
     if (session_) session_->Cancel();
   }
 
   void OnDone() override {
+    EnterReaction();
     std::unique_ptr<SpeechSession> session;
     {
       absl::MutexLock lock(&mu_);

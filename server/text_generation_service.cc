@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
+#include "server/grpc_reaction_order.h"
 #include "server/status_conversion.h"
 
 namespace mtla {
@@ -18,7 +19,7 @@ v1::FinishReason ToWire(FinishReason reason) {
 }
 
 // Writes the request's events in order, one write in flight at a time.
-class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
+class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1::GenerateResponse>> {
  public:
   GenerateReactor(std::shared_ptr<Engine> engine, const v1::GenerateRequest& wire) {
     if (engine == nullptr) {
@@ -42,6 +43,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   }
 
   void OnWriteDone(bool ok) override {
+    EnterReaction();
     // !ok: the client went away. OnDone only follows Finish(), so cancel the
     // request and still Finish once the engine has ended it (MaybeWrite).
     if (!ok && stream_) stream_->Cancel();
@@ -54,10 +56,12 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   }
 
   void OnCancel() override {
+    EnterReaction();
     if (stream_) stream_->Cancel();
   }
 
   void OnDone() override {
+    EnterReaction();
     if (stream_) {
       stream_->Cancel();  // no-op when already finished
       stream_->SetListener(nullptr);
