@@ -218,6 +218,14 @@ TEST_F(TlsTest, MutualTlsServesOnlyClientsWithACertificateFromItsCa) {
   ExpectServed(Channel(ClientTls("ca", "client", "localhost")));
 }
 
+ServerTlsOptions Tls(std::string cert_file, std::string key_file, std::string client_ca_file) {
+  ServerTlsOptions tls;
+  tls.cert_file = std::move(cert_file);
+  tls.key_file = std::move(key_file);
+  tls.client_ca_file = std::move(client_ca_file);
+  return tls;
+}
+
 TEST_F(TlsTest, BadTlsOptionsStopTheServerAtStart) {
   ServerOptions options;
   options.model_dir = ModelDir();
@@ -227,12 +235,12 @@ TEST_F(TlsTest, BadTlsOptionsStopTheServerAtStart) {
     ServerTlsOptions tls;
     std::string expected;
   } cases[] = {
-      {{.cert_file = certs_->Path("server.pem")}, "--tls_cert_file is set without --tls_key_file"},
-      {{.key_file = certs_->Path("server.key")}, "--tls_key_file is set without --tls_cert_file"},
-      {{.client_ca_file = certs_->Path("ca.pem")}, "--tls_client_ca_file needs --tls_cert_file"},
-      {{.cert_file = certs_->Path("server.pem"), .key_file = certs_->Path("client.key")},
+      {Tls(certs_->Path("server.pem"), "", ""), "--tls_cert_file is set without --tls_key_file"},
+      {Tls("", certs_->Path("server.key"), ""), "--tls_key_file is set without --tls_cert_file"},
+      {Tls("", "", certs_->Path("ca.pem")), "--tls_client_ca_file needs --tls_cert_file"},
+      {Tls(certs_->Path("server.pem"), certs_->Path("client.key"), ""),
        "does not match the certificate"},
-      {{.cert_file = certs_->Path("nowhere.pem"), .key_file = certs_->Path("server.key")},
+      {Tls(certs_->Path("nowhere.pem"), certs_->Path("server.key"), ""),
        "--tls_cert_file=" + certs_->Path("nowhere.pem") + ": cannot open"},
   };
   for (const Case& c : cases) {
