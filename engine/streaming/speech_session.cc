@@ -6,6 +6,7 @@
 #include "engine/audio/cmvn.h"
 #include "engine/audio/pcm.h"
 #include "engine/common/status_macros.h"
+#include "engine/streaming/interim_stability.h"
 
 namespace mtla {
 namespace {
@@ -28,6 +29,9 @@ struct SpeechSession::Segment {
   double start_seconds = 0;
   double end_seconds = 0;
   bool interim = false;
+  // Interim only, under the session's mu_: its segment's final result is
+  // queued, so its own result is dropped.
+  bool superseded = false;
   std::shared_ptr<RequestStream> stream;
   std::vector<int32_t> tokens;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;
@@ -87,7 +91,12 @@ absl::Status SpeechSession::AcceptAudio(std::string_view pcm16) {
                                                    " bytes exceeds the limit of ",
                                                    options_.max_chunk_bytes));
   }
-  ASSIGN_OR_RETURN(std::vector<float> samples, audio::DecodePcm16(pcm16));
+  absl::StatusOr<std::vector<float>> decoded = audio::DecodePcm16(pcm16);
+  if (!decoded.ok()) {  // in the request's terms: the call's `audio` field
+    return absl::Status(decoded.status().code(),
+                        absl::StrCat("audio: ", decoded.status().message()));
+  }
+  std::vector<float> samples = std::move(*decoded);
   ++chunks_;
   input_samples_ += static_cast<int64_t>(samples.size());
   if (static_cast<double>(input_samples_) / options_.sample_rate_hz > options_.max_stream_seconds) {
@@ -295,6 +304,8 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
       if (!s->interim) --pending_segments_;
       if (!event.status.ok()) {
         if (error_.ok() && !s->interim) error_ = event.status;
+      } else if (s->interim && s->superseded) {
+        // Its segment's final result is queued: nothing of it may follow.
       } else {
         SegmentUpdate result;
         result.segment_index = s->index;
@@ -314,6 +325,28 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
             duration > 0 ? (s->encode_seconds + result.timing.decode_seconds) / duration : 0;
         if (front_end_.metrics && !s->interim) {
           front_end_.metrics->ObserveRealTimeFactor(result.timing.real_time_factor);
+        }
+        const int32_t eos = front_end_.model->config.eos_id;
+        if (s->interim) {
+          result.stability = InterimStability(
+              last_interim_segment_ == s->index ? last_interim_tokens_ : std::vector<int32_t>{},
+              s->tokens, eos);
+          last_interim_segment_ = s->index;
+          last_interim_tokens_ = s->tokens;
+        } else {
+          for (ScoredHypothesis& h : event.hypotheses) {
+            SegmentAlternative& a = result.alternatives.emplace_back();
+            if (front_end_.tokenizer) a.text = front_end_.tokenizer->Decode(h.tokens);
+            a.token_ids = std::move(h.tokens);
+            a.score = h.score;
+          }
+          // No interim of this segment may follow its final result.
+          for (const auto& other : active_) {
+            if (other->interim && other->index == s->index) {
+              other->superseded = true;
+              other->stream->Cancel();
+            }
+          }
         }
         updates_.push_back(std::move(result));
       }

@@ -569,13 +569,13 @@ TEST_F(SharedServerTest, InvalidParametersAreInvalidArgumentNamingTheField) {
   cases.push_back({"token id -1", "prompt_token_ids", MakeRequest({-1, 17}, 4)});
   cases.push_back({"max_new_tokens 0", "max_new_tokens", MakeRequest(kPrompt, 0)});
   cases.push_back({"max_new_tokens over the limit", "max_new_tokens", MakeRequest(kPrompt, limit + 1)});
-  cases.push_back({"temperature < 0", "temperature", ReferenceRequest()});
+  cases.push_back({"temperature < 0", "sampling.temperature", ReferenceRequest()});
   cases.back().request.mutable_sampling()->set_temperature(-0.5f);
-  cases.push_back({"top_p 1.5", "top_p", ReferenceRequest()});
+  cases.push_back({"top_p 1.5", "sampling.top_p", ReferenceRequest()});
   cases.back().request.mutable_sampling()->set_top_p(1.5f);
-  cases.push_back({"top_p < 0", "top_p", ReferenceRequest()});
+  cases.push_back({"top_p < 0", "sampling.top_p", ReferenceRequest()});
   cases.back().request.mutable_sampling()->set_top_p(-0.1f);
-  cases.push_back({"top_k < 0", "top_k", ReferenceRequest()});
+  cases.push_back({"top_k < 0", "sampling.top_k", ReferenceRequest()});
   cases.back().request.mutable_sampling()->set_top_k(-1);
   cases.push_back({"stop id 97", "stop_token_ids", ReferenceRequest()});
   cases.back().request.add_stop_token_ids(97);
