@@ -29,8 +29,8 @@ struct SpeechSession::Segment {
   double start_seconds = 0;
   double end_seconds = 0;
   bool interim = false;
-  // Interim only, under the session's mu_: its segment's final result is
-  // queued, so its own result is dropped.
+  // Interim only, under the session's mu_: a delta or the final result of
+  // its segment is queued, so its own result is dropped.
   bool superseded = false;
   std::shared_ptr<RequestStream> stream;
   std::vector<int32_t> tokens;
@@ -286,13 +286,16 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
     if (!event.tokens.empty()) {
       if (s->first_token_seconds < 0) s->first_token_seconds = Since(s->submitted_at);
       s->tokens.insert(s->tokens.end(), event.tokens.begin(), event.tokens.end());
-      if (!s->interim) {
+      // Deltas stream greedy decoding only: a wider beam's tokens arrive all
+      // at once with its end, and its final result carries them.
+      if (!s->interim && options_.beam_size == 1) {
         SegmentUpdate delta;
         delta.segment_index = s->index;
         delta.start_seconds = s->start_seconds;
         delta.end_seconds = s->end_seconds;
         delta.token_ids = event.tokens;
         if (s->detokenizer) delta.text = s->detokenizer->Add(event.tokens);
+        SupersedeInterims(s->index);
         updates_.push_back(std::move(delta));
         notify = true;
       }
@@ -340,13 +343,7 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
             a.token_ids = std::move(h.tokens);
             a.score = h.score;
           }
-          // No interim of this segment may follow its final result.
-          for (const auto& other : active_) {
-            if (other->interim && other->index == s->index) {
-              other->superseded = true;
-              other->stream->Cancel();
-            }
-          }
+          SupersedeInterims(s->index);
         }
         updates_.push_back(std::move(result));
       }
@@ -358,6 +355,15 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
   if (finished) {
     absl::MutexLock lock(&mu_);
     std::erase(active_, s);
+  }
+}
+
+void SpeechSession::SupersedeInterims(int segment_index) {
+  for (const auto& other : active_) {
+    if (other->interim && other->index == segment_index && !other->superseded) {
+      other->superseded = true;
+      other->stream->Cancel();  // its result would be dropped: stop computing it
+    }
   }
 }
 

@@ -85,8 +85,8 @@ struct SegmentAlternative {
 // One message for the client: a text delta of a segment being decoded, an
 // interim hypothesis (greedy on the audio so far), or a segment's final result.
 // Per segment, updates come as interims, then deltas, then the final, and
-// nothing of a segment follows its final (an interim still decoding when its
-// segment's final is queued is dropped).
+// nothing of a segment follows its final (an interim still decoding when a
+// delta or the final of its segment is queued is dropped).
 struct SegmentUpdate {
   int segment_index = 0;
   double start_seconds = 0;
@@ -153,6 +153,10 @@ class SpeechSession {
   void Listen(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
   // Engine thread or reader; takes mu_ and calls `notify` after releasing it.
   void OnEngineOutput(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
+  // A delta or the final of segment `segment_index` is being queued: drops
+  // (and cancels) its interim hypotheses still decoding, so that no interim
+  // follows them.
+  void SupersedeInterims(int segment_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Never with mu_ held: the callback re-enters TakeUpdates/done/error.
   void Notify() ABSL_LOCKS_EXCLUDED(mu_);
 
