@@ -604,6 +604,10 @@ TEST_F(SharedServerTest, InvalidParametersAreInvalidArgumentNamingTheField) {
   std::vector<int32_t> long_prompt(300, 5);
   r = Generate(stub_.get(), MakeRequest(long_prompt, 256, true), 10.0);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::OUT_OF_RANGE) << Describe(r.status);
+  // In the request's terms: no engine term such as "prefix (0 rows)".
+  EXPECT_THAT(r.status.error_message(), HasSubstr("prompt_token_ids (300 tokens)"));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("max_new_tokens (256)"));
+  EXPECT_THAT(r.status.error_message(), testing::Not(HasSubstr("prefix")));
 }
 
 // grpc.health.v1: NOT_SERVING while loading, SERVING once loaded, NOT_SERVING
