@@ -1,5 +1,6 @@
 #include "server/speech_translation_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -479,6 +480,11 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
       if (!session_->done()) return;
       finished_ = true;
       status = ToGrpcStatus(session_->error());
+      // Segments decode concurrently: their finals arrive in any order.
+      std::stable_sort(response_->mutable_results()->begin(), response_->mutable_results()->end(),
+                       [](const v1::SegmentResult& a, const v1::SegmentResult& b) {
+                         return a.segment_index() < b.segment_index();
+                       });
     }
     Finish(status);  // OnDone may follow at once: nothing touches `this` after
   }

@@ -578,9 +578,12 @@ TEST_F(SpeechServerTest, StreamsEveryWavAndMatchesConcurrentAndUnaryResults) {
     v1::TranslateResponse response = Translate(stub_.get(), Config(wavs[i].rate), wavs[i].samples, &status);
     ASSERT_TRUE(status.ok()) << Describe(status);
     ASSERT_EQ(static_cast<size_t>(response.results_size()), solo[i].size());
+    EXPECT_EQ(response.metadata().model(), "fairseq_st_s2");
     for (int s = 0; s < response.results_size(); ++s) {
       const v1::SegmentResult& r = response.results(s);
       EXPECT_TRUE(r.is_final());
+      EXPECT_EQ(r.kind(), v1::RESULT_KIND_FINAL);
+      EXPECT_EQ(r.alternatives_size(), 1);
       EXPECT_EQ(r.segment_index(), s);
       EXPECT_EQ(Ids(TokenIds(r)), Ids(solo[i][s])) << "segment " << s;
       EXPECT_GT(r.timing().real_time_factor(), 0);
