@@ -6,7 +6,7 @@
 namespace mtla {
 
 absl::Status FillModelInfo(const EngineHolder& holder, const std::string& model_name,
-                           v1::ModelInfo* out) {
+                           v1::ModelInfo* out, const SpeechFrontEnd* speech) {
   std::shared_ptr<Engine> engine = holder.Get();
   if (engine == nullptr) return absl::UnavailableError("model is loading");
   const DecoderSpec& spec = engine->spec();
@@ -30,6 +30,11 @@ absl::Status FillModelInfo(const EngineHolder& holder, const std::string& model_
   out->set_cache_blocks_total(engine->cache_blocks_total());
   out->set_cache_capacity_tokens(static_cast<int64_t>(engine->cache_blocks_total()) *
                                  g.tokens_per_block());
+  if (speech != nullptr && (!speech->source_language.empty() || !speech->target_language.empty())) {
+    v1::LanguagePair* pair = out->add_language_pairs();
+    pair->set_source_language(speech->source_language);
+    pair->set_target_language(speech->target_language);
+  }
   return absl::OkStatus();
 }
 
@@ -37,7 +42,8 @@ grpc::ServerUnaryReactor* ModelsService::GetModelInfo(grpc::CallbackServerContex
                                                       const v1::GetModelInfoRequest* request,
                                                       v1::ModelInfo* out) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  reactor->Finish(ToGrpcStatus(FillModelInfo(*engine_, name_, out)));
+  std::shared_ptr<const SpeechFrontEnd> speech = speech_->Get();
+  reactor->Finish(ToGrpcStatus(FillModelInfo(*engine_, name_, out, speech.get())));
   return reactor;
 }
 

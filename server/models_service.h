@@ -8,13 +8,15 @@
 #include "absl/status/status.h"
 #include "mtla/v1/models.grpc.pb.h"
 #include "server/engine_holder.h"
+#include "server/speech_front_end_holder.h"
 
 namespace mtla {
 
 class ModelsService final : public v1::Models::CallbackService {
  public:
-  ModelsService(std::shared_ptr<EngineHolder> engine, std::string model_name)
-      : engine_(std::move(engine)), name_(std::move(model_name)) {}
+  ModelsService(std::shared_ptr<EngineHolder> engine, std::shared_ptr<SpeechFrontEndHolder> speech,
+                std::string model_name)
+      : engine_(std::move(engine)), speech_(std::move(speech)), name_(std::move(model_name)) {}
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest* request,
@@ -22,13 +24,15 @@ class ModelsService final : public v1::Models::CallbackService {
 
  private:
   std::shared_ptr<EngineHolder> engine_;
+  std::shared_ptr<SpeechFrontEndHolder> speech_;
   std::string name_;
 };
 
-// GetModelInfo's answer for the model `engine` holds (served as `model_name`);
+// GetModelInfo's answer for the model `engine` holds (served as `model_name`),
+// with the language pair of `speech` (null: a model without speech);
 // Unavailable while the model loads.
 absl::Status FillModelInfo(const EngineHolder& engine, const std::string& model_name,
-                           v1::ModelInfo* out);
+                           v1::ModelInfo* out, const SpeechFrontEnd* speech = nullptr);
 
 }  // namespace mtla
 

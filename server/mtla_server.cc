@@ -59,12 +59,12 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   server->services_.push_back(std::make_unique<TextGenerationService>(server->engine_));
   server->services_.push_back(
-      std::make_unique<ModelsService>(server->engine_, model_name));
+      std::make_unique<ModelsService>(server->engine_, server->speech_, model_name));
   SpeechSessionOptions speech_defaults;
   speech_defaults.max_stream_seconds = options.max_stream_seconds;
   speech_defaults.max_chunk_bytes = options.max_audio_chunk_bytes;
   server->services_.push_back(
-      std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults,
+      std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults, model_name,
                                                  server->speech_calls_));
   // Reflection: v1alpha from gRPC's plugin, v1 from our own service, both
   // listing the same services (tests/server/grpc_conventions_test.cc checks
@@ -136,6 +136,8 @@ absl::Status MtlaServer::LoadModel() {
     front_end->source_language = model.source_language;
     front_end->target_language = model.target_language;
     speech_->Set(front_end);
+  } else {
+    speech_->Set(nullptr);  // loaded, and serving no speech: speech calls are UNIMPLEMENTED
   }
   SetServing(true);
   health_monitor_ = std::thread([this] { MonitorHealth(); });

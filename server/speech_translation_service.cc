@@ -1,5 +1,6 @@
 #include "server/speech_translation_service.h"
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <deque>
@@ -9,6 +10,53 @@
 #include "server/status_conversion.h"
 
 namespace mtla {
+
+v1::LanguagePair ServedLanguagePair(const SpeechFrontEnd& front_end) {
+  v1::LanguagePair pair;
+  pair.set_source_language(front_end.source_language);
+  pair.set_target_language(front_end.target_language);
+  return pair;
+}
+
+namespace {
+
+// `requested` (config.`field`) against the model's `served` language (empty:
+// the model declares none). The result is the call's language.
+absl::StatusOr<std::string> ResolveLanguage(const std::string& requested, const std::string& served,
+                                            absl::string_view field,
+                                            const v1::LanguagePair& pair) {
+  if (requested.empty() || requested == served) return served;
+  if (served.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.", field, ": '", requested,
+        "' is not served: the model declares no language (GetModelInfo lists no "
+        "language_pairs); leave config.", field, " empty"));
+  }
+  return absl::InvalidArgumentError(absl::StrCat(
+      "config.", field, ": '", requested, "' is not served; the model serves ",
+      pair.source_language().empty() ? "?" : pair.source_language(), " -> ",
+      pair.target_language().empty() ? "?" : pair.target_language(),
+      " (GetModelInfo.language_pairs), or leave the field empty for the model's own"));
+}
+
+}  // namespace
+
+absl::StatusOr<v1::TranslationMetadata> ResolveTranslation(const v1::TranslationConfig& config,
+                                                           const SpeechFrontEnd& front_end,
+                                                           const std::string& model_name) {
+  const v1::LanguagePair pair = ServedLanguagePair(front_end);
+  v1::TranslationMetadata metadata;
+  metadata.set_model(model_name);
+  absl::StatusOr<std::string> source = ResolveLanguage(
+      config.source_language(), front_end.source_language, "source_language", pair);
+  if (!source.ok()) return source.status();
+  absl::StatusOr<std::string> target = ResolveLanguage(
+      config.target_language(), front_end.target_language, "target_language", pair);
+  if (!target.ok()) return target.status();
+  metadata.set_source_language(*source);
+  metadata.set_target_language(*target);
+  return metadata;
+}
 
 absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfig& config,
                                                       const SpeechFrontEnd& front_end,
@@ -24,24 +72,19 @@ absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfi
         "config.sample_rate_hz must be in [8000, 48000], got ", config.sample_rate_hz()));
   }
   options.sample_rate_hz = config.sample_rate_hz();
-  if (!front_end.source_language.empty() && !config.source_language().empty() &&
-      config.source_language() != front_end.source_language) {
-    return absl::InvalidArgumentError(absl::StrCat("config.source_language: the model translates from '",
-                                                   front_end.source_language, "', got '",
-                                                   config.source_language(), "'"));
-  }
-  if (!front_end.target_language.empty() && !config.target_language().empty() &&
-      config.target_language() != front_end.target_language) {
-    return absl::InvalidArgumentError(absl::StrCat("config.target_language: the model translates into '",
-                                                   front_end.target_language, "', got '",
-                                                   config.target_language(), "'"));
+  if (absl::StatusOr<v1::TranslationMetadata> languages = ResolveTranslation(config, front_end, "");
+      !languages.ok()) {
+    return languages.status();
   }
   if (config.beam_size() < 0 || config.beam_size() > 16) {
     return absl::InvalidArgumentError(
         absl::StrCat("config.beam_size must be in [0, 16], got ", config.beam_size()));
   }
   options.beam_size = std::max(1, config.beam_size());
-  const int limit = front_end.engine->options().max_new_tokens_limit;
+  // The server's limit, and the model's: fairseq's max_len is one less than
+  // the decoder's positions, so any segment's result fits the context.
+  const int limit = std::min(front_end.engine->options().max_new_tokens_limit,
+                             front_end.model->config.max_target_positions - 1);
   if (config.max_tokens() < 0 || config.max_tokens() > limit) {
     return absl::InvalidArgumentError(
         absl::StrCat("config.max_tokens must be in [0, ", limit, "], got ", config.max_tokens()));
@@ -49,9 +92,16 @@ absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfi
   if (config.max_tokens() > 0) options.max_tokens = config.max_tokens();
   options.interim_results = config.interim_results();
   const v1::EndpointingConfig& ep = config.endpointing();
-  if (ep.silence_ms() < 0 || ep.max_segment_ms() < 0 || ep.min_speech_ms() < 0 ||
-      ep.leading_padding_ms() < 0 || ep.trailing_padding_ms() < 0) {
-    return absl::InvalidArgumentError("config.endpointing: durations must not be negative");
+  for (const auto& [field, value] :
+       {std::pair<const char*, int>{"silence_ms", ep.silence_ms()},
+        {"max_segment_ms", ep.max_segment_ms()},
+        {"min_speech_ms", ep.min_speech_ms()},
+        {"leading_padding_ms", ep.leading_padding_ms()},
+        {"trailing_padding_ms", ep.trailing_padding_ms()}}) {
+    if (value < 0) {
+      return absl::InvalidArgumentError(absl::StrCat(
+          "config.endpointing.", field, " must not be negative (0: the server default), got ", value));
+    }
   }
   if (ep.silence_ms() > 0) options.endpointing.silence_ms = ep.silence_ms();
   if (ep.max_segment_ms() > 0) options.endpointing.max_segment_ms = ep.max_segment_ms();
@@ -64,6 +114,18 @@ absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfi
     return absl::InvalidArgumentError(absl::StrCat(
         "config.endpointing.min_speech_ms (", options.endpointing.min_speech_ms,
         ") exceeds max_segment_ms (", options.endpointing.max_segment_ms, ")"));
+  }
+  // The longest audio a segment hands the encoder, against what it takes.
+  const int64_t longest_ms = int64_t{options.endpointing.max_segment_ms} +
+                             options.endpointing.leading_padding_ms +
+                             options.endpointing.trailing_padding_ms;
+  const int64_t encoder_ms = int64_t{front_end.model->config.encoder.max_source_positions} *
+                             front_end.fbank->frame_shift() * 1000 / 16000;
+  if (longest_ms > encoder_ms) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "config.endpointing.max_segment_ms: segments of up to ", longest_ms,
+        " ms (max_segment_ms plus the paddings) exceed the ", encoder_ms,
+        " ms of audio the model translates at once"));
   }
   if (ep.silence_threshold_dbfs() != 0) {
     if (ep.silence_threshold_dbfs() > 0 || ep.silence_threshold_dbfs() < -120) {
@@ -104,6 +166,16 @@ v1::SegmentResult ToWire(const SegmentUpdate& u) {
   r.set_text(u.text);
   for (int32_t id : u.token_ids) r.add_token_ids(id);
   r.set_is_final(u.is_final);
+  r.set_kind(u.is_final     ? v1::RESULT_KIND_FINAL
+             : u.is_interim ? v1::RESULT_KIND_INTERIM
+                            : v1::RESULT_KIND_DELTA);
+  if (u.is_interim) r.set_stability(u.stability);
+  for (const SegmentAlternative& a : u.alternatives) {
+    v1::Alternative* out = r.add_alternatives();
+    out->set_text(a.text);
+    for (int32_t id : a.token_ids) out->add_token_ids(id);
+    out->set_score(a.score);
+  }
   if (u.is_final || u.is_interim) {
     v1::SegmentTiming* t = r.mutable_timing();
     t->set_encode_seconds(u.timing.encode_seconds);
@@ -124,21 +196,23 @@ using StreamResponse = v1::StreamingTranslateResponse;
 // and every segment has its final result, or at the first error.
 class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiReactor<StreamRequest, StreamResponse>> {
  public:
+  // `front_end`: the holder's ForCall(), whose error ends the call.
   StreamingTranslateReactor(grpc::CallbackServerContext* context,
-                            std::shared_ptr<const SpeechFrontEnd> front_end,
-                            const SpeechSessionOptions& defaults, OpenCalls& calls)
-      : context_(context), front_end_(std::move(front_end)), defaults_(defaults) {
+                            absl::StatusOr<std::shared_ptr<const SpeechFrontEnd>> front_end,
+                            const SpeechSessionOptions& defaults, std::string model_name,
+                            OpenCalls& calls)
+      : context_(context), defaults_(defaults), model_name_(std::move(model_name)) {
     admitted_ = calls.Admit([this](const absl::Status& status) { End(ToGrpcStatus(status)); });
     if (admitted_ == nullptr) {
       Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                         "server is draining; retry on another replica"));
       return;
     }
-    if (front_end_ == nullptr) {
-      Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "no speech-translation model is loaded (loading, or a text model)"));
+    if (!front_end.ok()) {
+      Fail(ToGrpcStatus(front_end.status()));
       return;
     }
+    front_end_ = std::move(*front_end);
     StartRead(&request_);
   }
 
@@ -184,10 +258,16 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
         return;
       }
       session = created->get();
+      StreamResponse metadata;  // the call's first response
+      absl::StatusOr<v1::TranslationMetadata> resolved =
+          ResolveTranslation(request_.config(), *front_end_, model_name_);
+      if (resolved.ok()) *metadata.mutable_metadata() = std::move(*resolved);  // validated above
       {
         absl::MutexLock lock(&mu_);
         session_ = std::move(*created);
+        outbox_.push_front(std::move(metadata));
       }
+      MaybeWrite();
       // An OnCancel that ran before the session existed had nothing to stop.
       if (cancelled_.load()) session->Cancel();
     } else {
@@ -316,8 +396,9 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (draining)
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> ended_{false};
-  std::shared_ptr<const SpeechFrontEnd> front_end_;
+  std::shared_ptr<const SpeechFrontEnd> front_end_;  // set before the first read
   SpeechSessionOptions defaults_;
+  const std::string model_name_;
   StreamRequest request_;
   absl::Mutex mu_;
   // Set by the reader on config, read by every reaction and by the engine
@@ -340,11 +421,18 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
   explicit TranslateReactor(v1::TranslateResponse* response) : response_(response) {}
 
   void Start(std::shared_ptr<const SpeechFrontEnd> front_end, const v1::TranslateRequest& request,
-             const SpeechSessionOptions& defaults) {
+             const SpeechSessionOptions& defaults, const std::string& model_name) {
     front_end_ = std::move(front_end);
     absl::StatusOr<SpeechSessionOptions> options =
         ToSessionOptions(request.config(), *front_end_, defaults);
     if (!options.ok()) return Done(ToGrpcStatus(options.status()));
+    absl::StatusOr<v1::TranslationMetadata> metadata =
+        ResolveTranslation(request.config(), *front_end_, model_name);
+    if (!metadata.ok()) return Done(ToGrpcStatus(metadata.status()));
+    {
+      absl::MutexLock lock(&mu_);  // Poll writes the response under mu_ too
+      *response_->mutable_metadata() = std::move(*metadata);
+    }
     auto session = SpeechSession::Create(*front_end_, *options, [this] { Poll(); });
     if (!session.ok()) return Done(ToGrpcStatus(session.status()));
     SpeechSession* started = session->get();
@@ -392,6 +480,11 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
       if (!session_->done()) return;
       finished_ = true;
       status = ToGrpcStatus(session_->error());
+      // Segments decode concurrently: their finals arrive in any order.
+      std::stable_sort(response_->mutable_results()->begin(), response_->mutable_results()->end(),
+                       [](const v1::SegmentResult& a, const v1::SegmentResult& b) {
+                         return a.segment_index() < b.segment_index();
+                       });
     }
     Finish(status);  // OnDone may follow at once: nothing touches `this` after
   }
@@ -418,19 +511,20 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
 
 grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
 SpeechTranslationService::StreamingTranslate(grpc::CallbackServerContext* context) {
-  return new StreamingTranslateReactor(context, front_end_->Get(), defaults_, *calls_);
+  return new StreamingTranslateReactor(context, front_end_->ForCall(), defaults_, model_name_,
+                                       *calls_);
 }
 
 grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServerContext* context,
                                                               const v1::TranslateRequest* request,
                                                               v1::TranslateResponse* response) {
-  std::shared_ptr<const SpeechFrontEnd> front_end = front_end_->Get();
-  if (front_end == nullptr) {
+  absl::StatusOr<std::shared_ptr<const SpeechFrontEnd>> acquired = front_end_->ForCall();
+  if (!acquired.ok()) {
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 "no speech-translation model is loaded (loading, or a text model)"));
+    reactor->Finish(ToGrpcStatus(acquired.status()));
     return reactor;
   }
+  std::shared_ptr<const SpeechFrontEnd> front_end = std::move(*acquired);
   if (front_end->engine->draining()) {  // a new call: refused (see the header)
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
     reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -438,7 +532,7 @@ grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServ
     return reactor;
   }
   auto* translate = new TranslateReactor(response);
-  translate->Start(std::move(front_end), *request, defaults_);
+  translate->Start(std::move(front_end), *request, defaults_, model_name_);
   return translate;
 }
 

@@ -1,6 +1,9 @@
 // mtla.v1.SpeechTranslation on the gRPC callback API: StreamingTranslate is a
 // bidirectional reactor around a SpeechSession; Translate runs one session
-// over a whole request.
+// over a whole request. The message sequence is the proto's (metadata first,
+// then progress and results; see proto/mtla/v1/speech_translation.proto).
+// A call while the model loads is UNAVAILABLE; on a model without speech it
+// is UNIMPLEMENTED.
 //
 // Drain: every StreamingTranslate call is admitted in `calls` when it starts;
 // once the drain stops admission, new calls (and new Translate calls, refused
@@ -12,39 +15,28 @@
 
 #include <functional>
 #include <memory>
+#include <string>
 
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "engine/streaming/speech_session.h"
+#include "mtla/v1/models.pb.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
 #include "server/open_calls.h"
+#include "server/speech_front_end_holder.h"
 
 namespace mtla {
 
-// The speech front end, set once the model is loaded (empty while loading or
-// for a text-only model).
-class SpeechFrontEndHolder {
- public:
-  void Set(std::shared_ptr<const SpeechFrontEnd> front_end) {
-    absl::MutexLock lock(&mu_);
-    front_end_ = std::move(front_end);
-  }
-  std::shared_ptr<const SpeechFrontEnd> Get() const {
-    absl::MutexLock lock(&mu_);
-    return front_end_;
-  }
-
- private:
-  mutable absl::Mutex mu_;
-  std::shared_ptr<const SpeechFrontEnd> front_end_ ABSL_GUARDED_BY(mu_);
-};
-
 class SpeechTranslationService final : public v1::SpeechTranslation::CallbackService {
  public:
+  // `model_name`: the served name TranslationMetadata.model reports.
   SpeechTranslationService(std::shared_ptr<SpeechFrontEndHolder> front_end,
-                           SpeechSessionOptions defaults,
+                           SpeechSessionOptions defaults, std::string model_name,
                            std::shared_ptr<OpenCalls> calls = std::make_shared<OpenCalls>())
-      : front_end_(std::move(front_end)), defaults_(defaults), calls_(std::move(calls)) {}
+      : front_end_(std::move(front_end)),
+        defaults_(defaults),
+        model_name_(std::move(model_name)),
+        calls_(std::move(calls)) {}
 
   grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
   StreamingTranslate(grpc::CallbackServerContext* context) override;
@@ -56,11 +48,25 @@ class SpeechTranslationService final : public v1::SpeechTranslation::CallbackSer
  private:
   std::shared_ptr<SpeechFrontEndHolder> front_end_;
   SpeechSessionOptions defaults_;
+  const std::string model_name_;
   std::shared_ptr<OpenCalls> calls_;
 };
 
-// Validates a TranslationConfig against the model and the server's defaults;
-// InvalidArgument names the field ("config.sample_rate_hz", ...).
+// The language pair `front_end` serves (empty when its model declares none).
+v1::LanguagePair ServedLanguagePair(const SpeechFrontEnd& front_end);
+
+// The call's metadata: `model_name` and the config's languages, or the
+// model's own where the config leaves them empty. InvalidArgument naming the
+// field ("config.source_language") and listing what the model serves when
+// the config names a language the model does not serve (a model that
+// declares none accepts only empty languages).
+absl::StatusOr<v1::TranslationMetadata> ResolveTranslation(const v1::TranslationConfig& config,
+                                                           const SpeechFrontEnd& front_end,
+                                                           const std::string& model_name);
+
+// Validates a TranslationConfig against the model (ResolveTranslation's
+// language check included) and the server's defaults; InvalidArgument names
+// the field ("config.sample_rate_hz", ...).
 absl::StatusOr<SpeechSessionOptions> ToSessionOptions(const v1::TranslationConfig& config,
                                                       const SpeechFrontEnd& front_end,
                                                       const SpeechSessionOptions& defaults);
@@ -78,7 +84,8 @@ absl::StatusOr<std::unique_ptr<SpeechSession>> StartStreamingSession(
 absl::Status ContinueStreamingSession(const v1::StreamingTranslateRequest& request,
                                       SpeechSession& session);
 
-// Wire form of a session update.
+// Wire form of a session update: kind, stability (interim) and alternatives
+// (final) included.
 v1::SegmentResult ToWire(const SegmentUpdate& update);
 
 }  // namespace mtla

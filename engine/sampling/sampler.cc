@@ -103,14 +103,14 @@ uint64_t NondeterministicSeed() {
 absl::Status SamplingParams::Validate(int vocab_size, int max_new_tokens_limit) const {
   if (!(std::isfinite(temperature) && temperature >= 0.0f)) {
     return absl::InvalidArgumentError(
-        absl::StrCat("temperature must be finite and >= 0, got ", temperature));
+        absl::StrCat("sampling.temperature must be finite and >= 0, got ", temperature));
   }
   if (top_k < 0) {
     return absl::InvalidArgumentError(
-        absl::StrCat("top_k must be >= 0 (0 for no limit), got ", top_k));
+        absl::StrCat("sampling.top_k must be >= 0 (0 for no limit), got ", top_k));
   }
   if (!(top_p > 0.0f && top_p <= 1.0f)) {
-    return absl::InvalidArgumentError(absl::StrCat("top_p must be in (0, 1], got ", top_p));
+    return absl::InvalidArgumentError(absl::StrCat("sampling.top_p must be in (0, 1], got ", top_p));
   }
   if (max_new_tokens < 1 || max_new_tokens > max_new_tokens_limit) {
     return absl::InvalidArgumentError(absl::StrCat("max_new_tokens must be in [1, ",

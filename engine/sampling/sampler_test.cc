@@ -396,7 +396,7 @@ TEST(SamplerTest, ValidateNamesTheField) {
     EXPECT_THAT(std::string(s.message()), HasSubstr(c.field)) << s;
   }
   EXPECT_EQ(ValidateWith([](SamplingParams& p) { p.top_p = 1.5f; }).message(),
-            "top_p must be in (0, 1], got 1.5");
+            "sampling.top_p must be in (0, 1], got 1.5");
 }
 
 TEST(SamplerTest, CheckFinish) {

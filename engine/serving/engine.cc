@@ -91,26 +91,34 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
   const int64_t total = request.prefix_rows + static_cast<int64_t>(request.prompt.size()) +
                         request.sampling.max_new_tokens;
   if (total > spec_.max_context_tokens) {
-    return absl::OutOfRangeError(absl::StrCat("prefix (", request.prefix_rows, " rows) and prompt (",
-                                              request.prompt.size(),
-                                              " tokens) plus max_new_tokens (",
+    // In the request's terms: Generate's fields, or (speech) the audio's
+    // decoder positions, which callers bound beforehand in their own terms.
+    const std::string context =
+        request.prefix_rows == 0
+            ? absl::StrCat("prompt_token_ids (", request.prompt.size(), " tokens)")
+            : absl::StrCat("the audio (", request.prefix_rows, " positions) and ",
+                           request.prompt.size(), " prompt token(s)");
+    return absl::OutOfRangeError(absl::StrCat(context, " plus max_new_tokens (",
                                               request.sampling.max_new_tokens,
-                                              ") exceeds the model's context of ",
-                                              spec_.max_context_tokens, " tokens"));
+                                              ") exceed the model's context of ",
+                                              spec_.max_context_tokens,
+                                              " tokens; shorten the input or lower max_new_tokens"));
   }
   const int width = request.use_beam_search ? request.beam_size : 1;
   const int64_t shared = request.prefix_rows + static_cast<int64_t>(request.prompt.size());
   if (const int64_t blocks = MaxGroupBlocks(geometry_, shared, total, width);
       blocks > blocks_total_) {
-    return absl::ResourceExhaustedError(absl::StrCat("request needs ", blocks,
-                                                     " cache blocks and the whole cache has ",
-                                                     blocks_total_));
+    return absl::ResourceExhaustedError(absl::StrCat(
+        "the request can never fit the server's KV cache: its input plus max_new_tokens (",
+        request.sampling.max_new_tokens, ")", width > 1 ? absl::StrCat(" for ", width, " beams") : "",
+        " need ", blocks, " cache blocks and the whole cache has ", blocks_total_,
+        "; lower max_new_tokens or beam_size"));
   }
   const SchedulerConfig& limits = options_.scheduler;
   if (width > limits.max_running || width > limits.max_batched_tokens) {
     return absl::ResourceExhaustedError(absl::StrCat(
-        "beam_size ", width, " exceeds what the engine runs at once (max_running ",
-        limits.max_running, ", max_batched_tokens ", limits.max_batched_tokens, ")"));
+        "beam_size ", width, " exceeds the beams this server runs at once (",
+        std::min(limits.max_running, limits.max_batched_tokens), ")"));
   }
   const int capacity = options_.scheduler.max_running + options_.scheduler.max_waiting;
   if (in_flight_.fetch_add(1) >= capacity) {
@@ -350,6 +358,10 @@ void Engine::FinishBeam(Request& r) {
     // fairseq forces EOS at max_len: that is the length limit, unless EOS was
     // the beam's own choice there too.
     reason = best.eos_forced ? FinishReason::kLength : FinishReason::kEos;
+    std::vector<ScoredHypothesis> hypotheses;
+    hypotheses.reserve(results.size());
+    for (const BeamHypothesis& h : results) hypotheses.push_back({h.tokens, h.score});
+    r.stream->SetHypotheses(std::move(hypotheses));
   }
   if (r.streamed == 0) r.first_token = Clock::now();
   r.last_token = Clock::now();

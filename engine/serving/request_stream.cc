@@ -28,9 +28,16 @@ void RequestStream::Finish(FinishReason reason, int prompt_tokens, int generated
     pending_.prompt_tokens = prompt_tokens;
     pending_.generated_tokens = generated_tokens;
     pending_.timing = timing;
+    pending_.hypotheses = std::move(hypotheses_);
     has_pending_ = true;
   }
   Notify();
+}
+
+void RequestStream::SetHypotheses(std::vector<ScoredHypothesis> hypotheses) {
+  absl::MutexLock lock(&mu_);
+  if (finished_) return;
+  hypotheses_ = std::move(hypotheses);  // Finish hands them over
 }
 
 void RequestStream::Fail(const absl::Status& status) {

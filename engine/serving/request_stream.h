@@ -24,6 +24,13 @@ struct RequestTiming {
   int num_preemptions = 0;
 };
 
+// One finished hypothesis of a beam search: its tokens (ending with EOS) and
+// its normalized score (BeamHypothesis::score).
+struct ScoredHypothesis {
+  std::vector<int32_t> tokens;
+  double score = 0;
+};
+
 // What the consumer reads: tokens produced since the last read and, once, the
 // end of the request.
 struct GenerationEvent {
@@ -34,6 +41,10 @@ struct GenerationEvent {
   int prompt_tokens = 0;
   int generated_tokens = 0;
   RequestTiming timing;
+  // Beam-search requests, on the terminal event of a success: every
+  // hypothesis the search finished, best first (the first one's tokens are
+  // the request's output).
+  std::vector<ScoredHypothesis> hypotheses;
 };
 
 class RequestStream {
@@ -43,6 +54,8 @@ class RequestStream {
   void Finish(FinishReason reason, int prompt_tokens, int generated_tokens,
               const RequestTiming& timing);
   void Fail(const absl::Status& status);
+  // Before Finish: the hypotheses its event carries (see GenerationEvent).
+  void SetHypotheses(std::vector<ScoredHypothesis> hypotheses);
 
   // --- consumer ---
   // Called after new data arrives, from the producer's thread. Replaces any
@@ -64,6 +77,7 @@ class RequestStream {
   mutable absl::Mutex mu_;
   GenerationEvent pending_ ABSL_GUARDED_BY(mu_);
   bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
+  std::vector<ScoredHypothesis> hypotheses_ ABSL_GUARDED_BY(mu_);  // until Finish
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   // Held while the listener runs, so that replacing it waits for a running call.
   absl::Mutex listener_mu_ ABSL_ACQUIRED_BEFORE(mu_);

@@ -6,6 +6,7 @@
 #include "engine/audio/cmvn.h"
 #include "engine/audio/pcm.h"
 #include "engine/common/status_macros.h"
+#include "engine/streaming/interim_stability.h"
 
 namespace mtla {
 namespace {
@@ -28,6 +29,9 @@ struct SpeechSession::Segment {
   double start_seconds = 0;
   double end_seconds = 0;
   bool interim = false;
+  // Interim only, under the session's mu_: a delta or the final result of
+  // its segment is queued, so its own result is dropped.
+  bool superseded = false;
   std::shared_ptr<RequestStream> stream;
   std::vector<int32_t> tokens;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;
@@ -87,7 +91,12 @@ absl::Status SpeechSession::AcceptAudio(std::string_view pcm16) {
                                                    " bytes exceeds the limit of ",
                                                    options_.max_chunk_bytes));
   }
-  ASSIGN_OR_RETURN(std::vector<float> samples, audio::DecodePcm16(pcm16));
+  absl::StatusOr<std::vector<float>> decoded = audio::DecodePcm16(pcm16);
+  if (!decoded.ok()) {  // in the request's terms: the call's `audio` field
+    return absl::Status(decoded.status().code(),
+                        absl::StrCat("audio: ", decoded.status().message()));
+  }
+  std::vector<float> samples = std::move(*decoded);
   ++chunks_;
   input_samples_ += static_cast<int64_t>(samples.size());
   if (static_cast<double>(input_samples_) / options_.sample_rate_hz > options_.max_stream_seconds) {
@@ -277,13 +286,16 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
     if (!event.tokens.empty()) {
       if (s->first_token_seconds < 0) s->first_token_seconds = Since(s->submitted_at);
       s->tokens.insert(s->tokens.end(), event.tokens.begin(), event.tokens.end());
-      if (!s->interim) {
+      // Deltas stream greedy decoding only: a wider beam's tokens arrive all
+      // at once with its end, and its final result carries them.
+      if (!s->interim && options_.beam_size == 1) {
         SegmentUpdate delta;
         delta.segment_index = s->index;
         delta.start_seconds = s->start_seconds;
         delta.end_seconds = s->end_seconds;
         delta.token_ids = event.tokens;
         if (s->detokenizer) delta.text = s->detokenizer->Add(event.tokens);
+        SupersedeInterims(s->index);
         updates_.push_back(std::move(delta));
         notify = true;
       }
@@ -295,6 +307,8 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
       if (!s->interim) --pending_segments_;
       if (!event.status.ok()) {
         if (error_.ok() && !s->interim) error_ = event.status;
+      } else if (s->interim && s->superseded) {
+        // Its segment's final result is queued: nothing of it may follow.
       } else {
         SegmentUpdate result;
         result.segment_index = s->index;
@@ -315,6 +329,22 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
         if (front_end_.metrics && !s->interim) {
           front_end_.metrics->ObserveRealTimeFactor(result.timing.real_time_factor);
         }
+        const int32_t eos = front_end_.model->config.eos_id;
+        if (s->interim) {
+          result.stability = InterimStability(
+              last_interim_segment_ == s->index ? last_interim_tokens_ : std::vector<int32_t>{},
+              s->tokens, eos);
+          last_interim_segment_ = s->index;
+          last_interim_tokens_ = s->tokens;
+        } else {
+          for (ScoredHypothesis& h : event.hypotheses) {
+            SegmentAlternative& a = result.alternatives.emplace_back();
+            if (front_end_.tokenizer) a.text = front_end_.tokenizer->Decode(h.tokens);
+            a.token_ids = std::move(h.tokens);
+            a.score = h.score;
+          }
+          SupersedeInterims(s->index);
+        }
         updates_.push_back(std::move(result));
       }
       notify = true;
@@ -325,6 +355,15 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
   if (finished) {
     absl::MutexLock lock(&mu_);
     std::erase(active_, s);
+  }
+}
+
+void SpeechSession::SupersedeInterims(int segment_index) {
+  for (const auto& other : active_) {
+    if (other->interim && other->index == segment_index && !other->superseded) {
+      other->superseded = true;
+      other->stream->Cancel();  // its result would be dropped: stop computing it
+    }
   }
 }
 

@@ -75,8 +75,18 @@ struct SegmentTimingInfo {
   double real_time_factor = 0;
 };
 
+// One hypothesis of a segment's beam search.
+struct SegmentAlternative {
+  std::string text;                // empty without a tokenizer
+  std::vector<int32_t> token_ids;  // ends with EOS
+  double score = 0;                // length-normalized log-probability
+};
+
 // One message for the client: a text delta of a segment being decoded, an
 // interim hypothesis (greedy on the audio so far), or a segment's final result.
+// Per segment, updates come as interims, then deltas, then the final, and
+// nothing of a segment follows its final (an interim still decoding when a
+// delta or the final of its segment is queued is dropped).
 struct SegmentUpdate {
   int segment_index = 0;
   double start_seconds = 0;
@@ -84,8 +94,13 @@ struct SegmentUpdate {
   std::string text;               // final/interim: whole text; delta: new text
   std::vector<int32_t> token_ids; // final/interim: all tokens; delta: new tokens
   bool is_final = false;
-  bool is_interim = false;
+  bool is_interim = false;        // neither: a delta
   SegmentTimingInfo timing;
+  // Interim only: InterimStability against the segment's previous interim.
+  float stability = 0;
+  // Final only: the beam's hypotheses, best first (alternatives[0] is the
+  // result); at most the session's beam_size.
+  std::vector<SegmentAlternative> alternatives;
 };
 
 class SpeechSession {
@@ -138,6 +153,10 @@ class SpeechSession {
   void Listen(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
   // Engine thread or reader; takes mu_ and calls `notify` after releasing it.
   void OnEngineOutput(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
+  // A delta or the final of segment `segment_index` is being queued: drops
+  // (and cancels) its interim hypotheses still decoding, so that no interim
+  // follows them.
+  void SupersedeInterims(int segment_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Never with mu_ held: the callback re-enters TakeUpdates/done/error.
   void Notify() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -164,6 +183,9 @@ class SpeechSession {
   std::deque<SegmentUpdate> updates_ ABSL_GUARDED_BY(mu_);
   absl::Status error_ ABSL_GUARDED_BY(mu_);
   int pending_segments_ ABSL_GUARDED_BY(mu_) = 0;
+  // The last interim hypothesis queued and its segment (stability).
+  int last_interim_segment_ ABSL_GUARDED_BY(mu_) = -1;
+  std::vector<int32_t> last_interim_tokens_ ABSL_GUARDED_BY(mu_);
   bool input_done_ ABSL_GUARDED_BY(mu_) = false;
 };
 

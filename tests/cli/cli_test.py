@@ -117,8 +117,12 @@ with Server(tools["mtla-server"], speech_model, ["--device=cpu", "--kv_cache_mb=
     proc = run(*base, "translate", sample, "--chunk_ms=200")
     check(proc.returncode == 0 and re.search(r"^\[0\] ", proc.stdout, re.M), "translate: plain")
     proc = run(*base, "--json", "translate", "--chunk_ms", "200", sample)
-    finals = [r for r in json.loads(proc.stdout)["results"] if r["final"]]
+    out = json.loads(proc.stdout)
+    finals = [r for r in out["results"] if r["final"]]
     check(proc.returncode == 0 and finals and finals[0]["text"], "translate --json: final results")
+    check(all(r["kind"] == "RESULT_KIND_FINAL" and len(r["alternatives"]) == 1 for r in finals)
+          and out["metadata"].get("model"),
+          "translate --json: kinds, alternatives and the call's metadata")
 
     # Usage errors.
     proc = run(*base, "generate", "--max-new-tokens", "3")

@@ -50,6 +50,9 @@ with tempfile.TemporaryDirectory() as stubs, \
     interims = [l for l in lines if l.startswith("interim ")]
     check(proc.returncode == 0 and finals, "final results printed")
     check(interims, "interim results printed while audio streams at real-time pace")
+    check(lines and lines[0] == "metadata: model %s, en -> de" % os.path.basename(model.rstrip("/")),
+          "the call's metadata (model, languages) comes first")
+    check(all(" (stability " in l for l in interims), "interim lines show their stability")
     check(os.path.isfile(os.path.join(stubs, "mtla", "v1", "speech_translation_pb2_grpc.py"))
           and not os.path.exists(os.path.join(stubs, "grpc")),
           "only the mtla stubs were generated (nothing shadows grpcio's grpc package)")
@@ -61,6 +64,31 @@ with tempfile.TemporaryDirectory() as stubs, \
     proc = run_example(wav, "--address", server.address, "--no_interim", "--chunk_ms", "250")
     check(proc.returncode == 0 and "final " in proc.stdout and "interim " not in proc.stdout,
           "--no_interim: final results only")
+
+    # Beam 4: the n-best under the final line; the transcript holds every
+    # message of the call in order, metadata first among the responses.
+    log = os.path.join(stubs, "transcript.jsonl")
+    proc = run_example(wav, "--address", server.address, "--no_interim", "--beam_size", "4",
+                       "--transcript", log)
+    alternatives = [l for l in proc.stdout.splitlines() if l.strip().startswith("alternative ")]
+    check(proc.returncode == 0 and len(alternatives) == 4, "--beam_size 4: four alternatives")
+    import json
+    entries = [json.loads(l) for l in open(log)]
+    responses = [e["response"] for e in entries if "response" in e]
+    check("config" in entries[0].get("request", {}) and entries[-1] == {"status": {"code": "OK"}},
+          "the transcript starts with the config request and ends with the status")
+    check(responses and "metadata" in responses[0]
+          and responses[0]["metadata"].get("source_language") == "en",
+          "the transcript's first response is the metadata")
+    results = [r["result"] for r in responses if "result" in r]
+    check(results and [r.get("kind") for r in results] == ["RESULT_KIND_FINAL"] * len(results)
+          and all(len(r.get("alternatives", [])) == 4 for r in results),
+          "beam 4: final results only, each with its four alternatives")
+
+    # A language the model does not serve: INVALID_ARGUMENT naming the field.
+    proc = run_example(wav, "--address", server.address, "--source_language", "fr")
+    check(proc.returncode == 1 and "INVALID_ARGUMENT: config.source_language" in proc.stderr,
+          "an unserved language: exit 1, INVALID_ARGUMENT naming config.source_language")
 
     # A sample rate outside the server's range: INVALID_ARGUMENT by name.
     bad = os.path.join(stubs, "bad_rate.wav")

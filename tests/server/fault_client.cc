@@ -4,7 +4,7 @@
 //           over and over, reading every response
 //   text    a long Generate, reading every response
 //   noread  a long Generate whose responses are never read
-// Prints "READY" once the call is under way (a first response arrived, or,
+// Prints "READY" once the call is under way (a first response about the audio arrived, or,
 // for noread, the call started), then runs until killed (at most 120 s).
 #include <chrono>
 #include <cstdio>
@@ -47,6 +47,7 @@ int Speech(const std::shared_ptr<grpc::Channel>& channel, const std::string& wav
     mtla::v1::StreamingTranslateResponse response;
     bool first = true;
     while (stream->Read(&response)) {
+      if (response.has_metadata()) continue;  // the config was accepted; audio is not flowing yet
       if (first) Ready();
       first = false;
     }

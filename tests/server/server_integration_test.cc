@@ -569,13 +569,13 @@ TEST_F(SharedServerTest, InvalidParametersAreInvalidArgumentNamingTheField) {
   cases.push_back({"token id -1", "prompt_token_ids", MakeRequest({-1, 17}, 4)});
   cases.push_back({"max_new_tokens 0", "max_new_tokens", MakeRequest(kPrompt, 0)});
   cases.push_back({"max_new_tokens over the limit", "max_new_tokens", MakeRequest(kPrompt, limit + 1)});
-  cases.push_back({"temperature < 0", "temperature", ReferenceRequest()});
+  cases.push_back({"temperature < 0", "sampling.temperature", ReferenceRequest()});
   cases.back().request.mutable_sampling()->set_temperature(-0.5f);
-  cases.push_back({"top_p 1.5", "top_p", ReferenceRequest()});
+  cases.push_back({"top_p 1.5", "sampling.top_p", ReferenceRequest()});
   cases.back().request.mutable_sampling()->set_top_p(1.5f);
-  cases.push_back({"top_p < 0", "top_p", ReferenceRequest()});
+  cases.push_back({"top_p < 0", "sampling.top_p", ReferenceRequest()});
   cases.back().request.mutable_sampling()->set_top_p(-0.1f);
-  cases.push_back({"top_k < 0", "top_k", ReferenceRequest()});
+  cases.push_back({"top_k < 0", "sampling.top_k", ReferenceRequest()});
   cases.back().request.mutable_sampling()->set_top_k(-1);
   cases.push_back({"stop id 97", "stop_token_ids", ReferenceRequest()});
   cases.back().request.add_stop_token_ids(97);
@@ -604,6 +604,10 @@ TEST_F(SharedServerTest, InvalidParametersAreInvalidArgumentNamingTheField) {
   std::vector<int32_t> long_prompt(300, 5);
   r = Generate(stub_.get(), MakeRequest(long_prompt, 256, true), 10.0);
   EXPECT_EQ(r.status.error_code(), grpc::StatusCode::OUT_OF_RANGE) << Describe(r.status);
+  // In the request's terms: no engine term such as "prefix (0 rows)".
+  EXPECT_THAT(r.status.error_message(), HasSubstr("prompt_token_ids (300 tokens)"));
+  EXPECT_THAT(r.status.error_message(), HasSubstr("max_new_tokens (256)"));
+  EXPECT_THAT(r.status.error_message(), testing::Not(HasSubstr("prefix")));
 }
 
 // grpc.health.v1: NOT_SERVING while loading, SERVING once loaded, NOT_SERVING

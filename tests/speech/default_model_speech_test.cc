@@ -39,6 +39,7 @@
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
+#include "mtla/v1/models.grpc.pb.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
 #include "server/mtla_server.h"
 #include "tests/common/child_server.h"
@@ -119,6 +120,7 @@ std::vector<Request> Requests(const v1::TranslationConfig& config, const std::ve
 
 struct Outcome {
   grpc::Status status;
+  std::vector<Response> responses;  // in arrival order
   std::vector<v1::SegmentResult> finals;
   // Client clock: the half-close was sent -> the last final result arrived.
   double after_half_close_seconds = 0;
@@ -161,6 +163,7 @@ Outcome Stream(v1::SpeechTranslation::Stub* stub, const std::vector<Request>& re
   Response response;
   Clock::time_point last_final;
   while (stream->Read(&response)) {
+    out.responses.push_back(response);
     if (response.has_result() && response.result().is_final()) {
       out.finals.push_back(response.result());
       last_final = Clock::now();
@@ -311,9 +314,13 @@ TEST_F(DefaultModelSpeechTest, EndpointingFieldsTuneWhatCountsAsSpeech) {
     std::function<void(v1::EndpointingConfig*)> set;
   };
   const std::vector<Bad> bad = {
-      {"config.endpointing", [](auto* ep) { ep->set_trailing_padding_ms(-1); }},
-      {"config.endpointing", [](auto* ep) { ep->set_leading_padding_ms(-5); }},
-      {"config.endpointing", [](auto* ep) { ep->set_min_speech_ms(-200); }},
+      {"config.endpointing.trailing_padding_ms", [](auto* ep) { ep->set_trailing_padding_ms(-1); }},
+      {"config.endpointing.leading_padding_ms", [](auto* ep) { ep->set_leading_padding_ms(-5); }},
+      {"config.endpointing.min_speech_ms", [](auto* ep) { ep->set_min_speech_ms(-200); }},
+      {"config.endpointing.silence_ms", [](auto* ep) { ep->set_silence_ms(-1); }},
+      {"config.endpointing.max_segment_ms", [](auto* ep) { ep->set_max_segment_ms(-1); }},
+      // Longer than the 60 s (6000 frames) the model's encoder takes at once.
+      {"config.endpointing.max_segment_ms", [](auto* ep) { ep->set_max_segment_ms(120000); }},
       {"config.endpointing.min_speech_ms", [](auto* ep) {
          ep->set_min_speech_ms(500);
          ep->set_max_segment_ms(300);
@@ -326,6 +333,160 @@ TEST_F(DefaultModelSpeechTest, EndpointingFieldsTuneWhatCountsAsSpeech) {
     Outcome r = Stream(stub_.get(), Requests(config, Sample()));
     EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(r.status);
     EXPECT_THAT(r.status.error_message(), HasSubstr(b.field));
+  }
+}
+
+// The model's config declares en -> de: GetModelInfo lists it, every call is
+// checked against it, and the first response of a call names the model and
+// the languages (the model's own where the config leaves them empty).
+TEST_F(DefaultModelSpeechTest, LanguagePairIsListedCheckedAndReportedFirst) {
+  auto channel = grpc::CreateChannel(absl::StrCat("127.0.0.1:", server_->port()),
+                                     grpc::InsecureChannelCredentials());
+  v1::ModelInfo info;
+  ASSERT_TRUE(test_support::FetchModelInfo(channel, &info).ok());
+  ASSERT_EQ(info.language_pairs_size(), 1);
+  EXPECT_EQ(info.language_pairs(0).source_language(), "en");
+  EXPECT_EQ(info.language_pairs(0).target_language(), "de");
+
+  for (const auto& [source, target] : {std::pair{"", ""}, std::pair{"en", "de"},
+                                       std::pair{"en", ""}, std::pair{"", "de"}}) {
+    v1::TranslationConfig config = Config();
+    config.set_source_language(source);
+    config.set_target_language(target);
+    SCOPED_TRACE(config.ShortDebugString());
+    Outcome r = Stream(stub_.get(), Requests(config, Sample()));
+    ASSERT_TRUE(r.status.ok()) << Describe(r.status);
+    ASSERT_FALSE(r.responses.empty());
+    const Response& first = r.responses.front();
+    ASSERT_TRUE(first.has_metadata()) << first.ShortDebugString();
+    EXPECT_FALSE(first.has_progress() || first.has_result());
+    EXPECT_EQ(first.metadata().model(), "en-de-synthetic");
+    EXPECT_EQ(first.metadata().source_language(), "en");
+    EXPECT_EQ(first.metadata().target_language(), "de");
+    for (size_t i = 1; i < r.responses.size(); ++i) EXPECT_FALSE(r.responses[i].has_metadata());
+    EXPECT_EQ(r.Text(), SampleGerman());
+  }
+  {
+    SCOPED_TRACE("Translate");
+    v1::TranslateResponse response = TranslateUnary(Sample());
+    EXPECT_EQ(response.metadata().model(), "en-de-synthetic");
+    EXPECT_EQ(response.metadata().source_language(), "en");
+    EXPECT_EQ(response.metadata().target_language(), "de");
+  }
+  struct Bad {
+    std::string field;
+    std::string source, target;
+  };
+  for (const Bad& b : {Bad{"config.source_language", "fr", "de"},
+                       Bad{"config.target_language", "en", "fr"},
+                       Bad{"config.source_language", "de", "en"},  // the pair reversed
+                       Bad{"config.source_language", "EN", ""}}) {
+    v1::TranslationConfig config = Config();
+    config.set_source_language(b.source);
+    config.set_target_language(b.target);
+    SCOPED_TRACE(config.ShortDebugString());
+    Outcome r = Stream(stub_.get(), Requests(config, Sample()));
+    EXPECT_EQ(r.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(r.status);
+    EXPECT_THAT(r.status.error_message(), HasSubstr(b.field));
+    EXPECT_THAT(r.status.error_message(), HasSubstr("en -> de"));  // what is served
+    EXPECT_TRUE(r.responses.empty()) << "a refused call sends no metadata";
+    v1::TranslateRequest request;
+    *request.mutable_config() = config;
+    request.set_audio(audio::EncodePcm16(Sample()));
+    v1::TranslateResponse response;
+    grpc::ClientContext context;
+    context.set_deadline(In(60));
+    grpc::Status status = stub_->Translate(&context, request, &response);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(status);
+    EXPECT_THAT(status.error_message(), HasSubstr(b.field));
+  }
+}
+
+// With interim results at real-time pace: interims (stability in [0, 1], 0
+// for a segment's first), then the deltas of the final decode, then the final
+// with its one alternative; beam 4: no deltas, a final with 4 alternatives,
+// best first, the first being the result.
+TEST_F(DefaultModelSpeechTest, ResultKindsStabilityAndNBest) {
+  v1::TranslationConfig config = Config();
+  config.set_interim_results(true);
+  StreamOptions paced;
+  paced.pace_ms = 100;  // real time: interim decodes keep up
+  Outcome r = Stream(stub_.get(), Requests(config, Sample()), paced);
+  ASSERT_TRUE(r.status.ok()) << Describe(r.status);
+  std::vector<v1::ResultKind> kinds;
+  int interims = 0;
+  std::string deltas;
+  for (const Response& response : r.responses) {
+    if (!response.has_result()) continue;
+    const v1::SegmentResult& result = response.result();
+    SCOPED_TRACE(result.ShortDebugString());
+    EXPECT_EQ(result.segment_index(), 0);
+    if (!kinds.empty()) {
+      EXPECT_LE(static_cast<int>(kinds.back()), static_cast<int>(result.kind()))
+          << "after " << v1::ResultKind_Name(kinds.back());
+      EXPECT_NE(kinds.back(), v1::RESULT_KIND_FINAL);
+    }
+    kinds.push_back(result.kind());
+    EXPECT_EQ(result.is_final(), result.kind() == v1::RESULT_KIND_FINAL);
+    switch (result.kind()) {
+      case v1::RESULT_KIND_INTERIM:
+        EXPECT_GE(result.stability(), 0.0f);
+        EXPECT_LE(result.stability(), 1.0f);
+        if (interims++ == 0) EXPECT_EQ(result.stability(), 0.0f);
+        EXPECT_TRUE(result.has_timing());
+        EXPECT_EQ(result.alternatives_size(), 0);
+        break;
+      case v1::RESULT_KIND_DELTA:
+        deltas += result.text();
+        EXPECT_EQ(result.stability(), 0.0f);
+        EXPECT_FALSE(result.has_timing());
+        break;
+      case v1::RESULT_KIND_FINAL:
+        EXPECT_EQ(result.text(), SampleGerman());
+        EXPECT_EQ(deltas, result.text()) << "the deltas add up to the final text";
+        ASSERT_EQ(result.alternatives_size(), 1);
+        EXPECT_EQ(result.alternatives(0).text(), result.text());
+        EXPECT_LT(result.alternatives(0).score(), 0.0);
+        EXPECT_EQ(result.stability(), 0.0f);
+        break;
+      default:
+        ADD_FAILURE() << "unexpected kind";
+    }
+  }
+  EXPECT_GT(interims, 0) << "no interim hypothesis at real-time pace";
+  ASSERT_FALSE(kinds.empty());
+  EXPECT_EQ(kinds.back(), v1::RESULT_KIND_FINAL);
+
+  config.set_interim_results(false);
+  config.set_beam_size(4);
+  Outcome beam = Translate(Sample(), config);
+  std::vector<v1::SegmentResult> results;
+  for (const Response& response : beam.responses) {
+    if (response.has_result()) results.push_back(response.result());
+  }
+  ASSERT_EQ(results.size(), 1u) << "beam 4: the final result only";
+  const v1::SegmentResult& final_result = results[0];
+  EXPECT_EQ(final_result.kind(), v1::RESULT_KIND_FINAL);
+  ASSERT_EQ(final_result.alternatives_size(), 4);
+  EXPECT_EQ(final_result.alternatives(0).text(), final_result.text());
+  for (int i = 0; i < 4; ++i) {
+    SCOPED_TRACE(final_result.alternatives(i).ShortDebugString());
+    EXPECT_FALSE(final_result.alternatives(i).text().empty());
+    EXPECT_LT(final_result.alternatives(i).score(), 0.0);
+    if (i > 0) {
+      EXPECT_LE(final_result.alternatives(i).score(), final_result.alternatives(i - 1).score());
+      EXPECT_NE(final_result.alternatives(i).ShortDebugString(),
+                final_result.alternatives(i - 1).ShortDebugString());
+    }
+  }
+  // A segment's tokens never exceed config.max_tokens, EOS included.
+  config.set_max_tokens(3);
+  Outcome short_beam = Translate(Sample(), config);
+  ASSERT_EQ(short_beam.finals.size(), 1u);
+  EXPECT_LE(short_beam.finals[0].token_ids_size(), 3);
+  for (const v1::Alternative& a : short_beam.finals[0].alternatives()) {
+    EXPECT_LE(a.token_ids_size(), 3);
+    EXPECT_EQ(a.token_ids(a.token_ids_size() - 1), 2) << "EOS last";
   }
 }
 

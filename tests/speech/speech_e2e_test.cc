@@ -33,6 +33,7 @@
 #include <span>
 #include <string>
 #include <thread>
+#include <tuple>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
@@ -403,6 +404,48 @@ std::string SpeechLimitsTest::error_;
 // ---------------------------------------------------------------------------
 // Result checks.
 
+// The result sequence the proto documents: per segment INTERIM* then DELTA*
+// then one FINAL, and nothing of a segment after its FINAL; is_final agrees
+// with the kind; stability only on interims, in [0, 1]; timing on interims
+// and finals only; a final's alternatives best first, the first one being
+// the result itself.
+void CheckResultKinds(const StreamOutcome& r) {
+  std::map<int, v1::ResultKind> last;  // the latest kind seen per segment
+  for (const Response& response : r.responses) {
+    if (!response.has_result()) continue;
+    const v1::SegmentResult& result = response.result();
+    SCOPED_TRACE(result.ShortDebugString());
+    const v1::ResultKind kind = result.kind();
+    ASSERT_NE(kind, v1::RESULT_KIND_UNSPECIFIED);
+    EXPECT_EQ(result.is_final(), kind == v1::RESULT_KIND_FINAL);
+    const auto seen = last.find(result.segment_index());
+    if (seen != last.end()) {
+      EXPECT_NE(seen->second, v1::RESULT_KIND_FINAL) << "a result after the segment's final";
+      EXPECT_LE(static_cast<int>(seen->second), static_cast<int>(kind))
+          << "kinds out of order: " << v1::ResultKind_Name(seen->second) << " then "
+          << v1::ResultKind_Name(kind);
+    }
+    last[result.segment_index()] = kind;
+    EXPECT_EQ(result.has_timing(), kind != v1::RESULT_KIND_DELTA);
+    EXPECT_GE(result.stability(), 0.0f);
+    EXPECT_LE(result.stability(), 1.0f);
+    if (kind != v1::RESULT_KIND_INTERIM) EXPECT_EQ(result.stability(), 0.0f);
+    if (kind != v1::RESULT_KIND_FINAL) {
+      EXPECT_EQ(result.alternatives_size(), 0);
+      continue;
+    }
+    ASSERT_GE(result.alternatives_size(), 1);
+    EXPECT_EQ(Ids(std::vector<int32_t>(result.alternatives(0).token_ids().begin(),
+                                       result.alternatives(0).token_ids().end())),
+              Ids(TokenIds(result)));
+    EXPECT_EQ(result.alternatives(0).text(), result.text());
+    for (int i = 0; i < result.alternatives_size(); ++i) {
+      EXPECT_LE(result.alternatives(i).score(), 0.0);
+      if (i > 0) EXPECT_LE(result.alternatives(i).score(), result.alternatives(i - 1).score());
+    }
+  }
+}
+
 // The checks every successful stream of `wav` in 100 ms chunks must pass.
 void CheckStream(const StreamOutcome& r, const Wav& wav, bool greedy) {
   SCOPED_TRACE(wav.name);
@@ -416,10 +459,17 @@ void CheckStream(const StreamOutcome& r, const Wav& wav, bool greedy) {
     EXPECT_GE(r.progress[i].processed_seconds(), last_processed) << "progress " << i;
     last_processed = r.progress[i].processed_seconds();
   }
-  // Progress and result are separate responses.
-  for (const Response& response : r.responses) {
+  // The first response is the call's metadata alone; every later one holds
+  // either progress or a result.
+  ASSERT_FALSE(r.responses.empty());
+  EXPECT_TRUE(r.responses[0].has_metadata()) << r.responses[0].ShortDebugString();
+  EXPECT_FALSE(r.responses[0].has_progress() || r.responses[0].has_result());
+  for (size_t i = 1; i < r.responses.size(); ++i) {
+    const Response& response = r.responses[i];
+    EXPECT_FALSE(response.has_metadata()) << i << ": " << response.ShortDebugString();
     EXPECT_NE(response.has_progress(), response.has_result()) << response.ShortDebugString();
   }
+  CheckResultKinds(r);
   // The 16 kHz audio processed: the file's duration (at other rates the
   // resampler holds back its filter delay, ~30 ms, until the half-close).
   EXPECT_NEAR(last_processed, wav.seconds(), wav.rate == 16000 ? 1e-9 : 0.05);
@@ -528,9 +578,12 @@ TEST_F(SpeechServerTest, StreamsEveryWavAndMatchesConcurrentAndUnaryResults) {
     v1::TranslateResponse response = Translate(stub_.get(), Config(wavs[i].rate), wavs[i].samples, &status);
     ASSERT_TRUE(status.ok()) << Describe(status);
     ASSERT_EQ(static_cast<size_t>(response.results_size()), solo[i].size());
+    EXPECT_EQ(response.metadata().model(), "fairseq_st_s2");
     for (int s = 0; s < response.results_size(); ++s) {
       const v1::SegmentResult& r = response.results(s);
       EXPECT_TRUE(r.is_final());
+      EXPECT_EQ(r.kind(), v1::RESULT_KIND_FINAL);
+      EXPECT_EQ(r.alternatives_size(), 1);
       EXPECT_EQ(r.segment_index(), s);
       EXPECT_EQ(Ids(TokenIds(r)), Ids(solo[i][s])) << "segment " << s;
       EXPECT_GT(r.timing().real_time_factor(), 0);
@@ -546,11 +599,26 @@ TEST_F(SpeechServerTest, BeamSearch) {
   ASSERT_TRUE(wav.has_value());
   StreamOutcome beam4 = Stream(stub_.get(), StreamRequests(Config(wav->rate, 4), wav->samples, wav->rate));
   CheckStream(beam4, *wav, /*greedy=*/false);
+  // The n-best: beam_size hypotheses (fairseq finalizes exactly that many),
+  // distinct, best first; no deltas with several beams.
+  for (const v1::SegmentResult& f : beam4.finals) {
+    SCOPED_TRACE(f.ShortDebugString());
+    ASSERT_EQ(f.alternatives_size(), 4);
+    for (int i = 1; i < 4; ++i) {
+      EXPECT_NE(f.alternatives(i).ShortDebugString(), f.alternatives(0).ShortDebugString());
+      EXPECT_LE(f.alternatives(i).score(), f.alternatives(i - 1).score());
+      EXPECT_EQ(f.alternatives(i).token_ids(f.alternatives(i).token_ids_size() - 1), kEos);
+    }
+  }
+  EXPECT_TRUE(beam4.non_finals.empty());
 
   StreamOutcome greedy = Stream(stub_.get(), StreamRequests(Config(wav->rate, 0), wav->samples, wav->rate));
   CheckStream(greedy, *wav, /*greedy=*/true);
   StreamOutcome beam1 = Stream(stub_.get(), StreamRequests(Config(wav->rate, 1), wav->samples, wav->rate));
   CheckStream(beam1, *wav, /*greedy=*/true);
+  for (const StreamOutcome* one : {&greedy, &beam1}) {
+    for (const v1::SegmentResult& f : one->finals) EXPECT_EQ(f.alternatives_size(), 1);
+  }
   ASSERT_EQ(beam1.FinalIds().size(), greedy.FinalIds().size());
   for (size_t s = 0; s < greedy.FinalIds().size(); ++s) {
     EXPECT_EQ(Ids(beam1.FinalIds()[s]), Ids(greedy.FinalIds()[s])) << "segment " << s;
@@ -579,9 +647,15 @@ TEST_F(SpeechServerTest, InterimResultsLeaveFinalResultsUnchanged) {
   // Interim hypotheses: not final, with timing, over a prefix of the segment
   // still being received (at most all of it: an interim may start after the
   // last chunk arrived and before the half-close did).
+  CheckResultKinds(r);
   int interims = 0;
+  std::map<int, int> interims_of_segment;
   for (const v1::SegmentResult& n : r.non_finals) {
-    if (!n.has_timing()) continue;  // a text delta of a final decode
+    if (n.kind() == v1::RESULT_KIND_DELTA) continue;  // a text delta of a final decode
+    ASSERT_EQ(n.kind(), v1::RESULT_KIND_INTERIM);
+    EXPECT_TRUE(n.has_timing());
+    // The first interim of a segment has nothing to be stable against.
+    if (interims_of_segment[n.segment_index()]++ == 0) EXPECT_EQ(n.stability(), 0.0f);
     ++interims;
     SCOPED_TRACE(n.ShortDebugString());
     EXPECT_FALSE(n.is_final());
@@ -856,6 +930,37 @@ TEST_F(SpeechServerTest, CancellationDecodesNoFurtherSegment) {
   EXPECT_EQ(requests_total(), requests_before + 1)
       << "the server submitted a further segment for the cancelled call";
   ExpectStillServing();
+}
+
+// This model's config declares no language: GetModelInfo lists no pair, the
+// metadata reports none, and a call naming any language is refused, naming
+// the field (a model that declares none accepts none but its own).
+TEST_F(SpeechServerTest, ModelWithoutLanguagesAcceptsOnlyEmptyLanguages) {
+  v1::ModelInfo info;
+  ASSERT_TRUE(test_support::FetchModelInfo(channel_, &info).ok());
+  EXPECT_EQ(info.language_pairs_size(), 0);
+  std::optional<Wav> wav = FindWav("hello_en_8k.wav");
+  ASSERT_TRUE(wav.has_value());
+  StreamOutcome ok = Stream(stub_.get(), StreamRequests(Config(wav->rate), wav->samples, wav->rate));
+  ASSERT_TRUE(ok.status.ok()) << Describe(ok.status);
+  ASSERT_TRUE(ok.responses[0].has_metadata());
+  EXPECT_EQ(ok.responses[0].metadata().model(), "fairseq_st_s2");
+  EXPECT_EQ(ok.responses[0].metadata().source_language(), "");
+  EXPECT_EQ(ok.responses[0].metadata().target_language(), "");
+  for (const auto& [field, source, target] :
+       {std::tuple{"config.source_language", "en", ""}, std::tuple{"config.target_language", "", "de"}}) {
+    v1::TranslationConfig config = Config(wav->rate);
+    config.set_source_language(source);
+    config.set_target_language(target);
+    SCOPED_TRACE(config.ShortDebugString());
+    StreamOutcome r = ExpectRejected(StreamRequests(config, wav->samples, wav->rate),
+                                     grpc::StatusCode::INVALID_ARGUMENT, field);
+    EXPECT_THAT(r.status.error_message(), HasSubstr("declares no language"));
+    grpc::Status status;
+    Translate(stub_.get(), config, wav->samples, &status);
+    EXPECT_EQ(status.error_code(), grpc::StatusCode::INVALID_ARGUMENT) << Describe(status);
+    EXPECT_THAT(status.error_message(), HasSubstr(field));
+  }
 }
 
 TEST_F(SpeechServerTest, TranslateErrors) {

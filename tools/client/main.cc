@@ -183,17 +183,32 @@ int Translate(const std::shared_ptr<grpc::Channel>& channel, bool json, double t
   stream->Write(request);
   // Results are read on their own thread while audio is written.
   nlohmann::json results = nlohmann::json::array();
+  nlohmann::json metadata = nlohmann::json::object();
   std::thread reader([&] {
     mtla::v1::StreamingTranslateResponse response;
     while (stream->Read(&response)) {
+      if (response.has_metadata()) {  // the call's first response
+        metadata = {{"model", response.metadata().model()},
+                    {"source_language", response.metadata().source_language()},
+                    {"target_language", response.metadata().target_language()}};
+      }
       if (!response.has_result()) continue;
       const auto& r = response.result();
-      if (!r.is_final() && !r.has_timing()) continue;  // text deltas: the final line has all
+      if (r.kind() == mtla::v1::RESULT_KIND_DELTA) continue;  // the final line has them all
       std::vector<int32_t> ids(r.token_ids().begin(), r.token_ids().end());
       if (json) {
-        results.push_back({{"segment", r.segment_index()}, {"start", r.start_seconds()},
-                           {"end", r.end_seconds()}, {"text", r.text()}, {"token_ids", ids},
-                           {"final", r.is_final()}, {"rtf", r.timing().real_time_factor()}});
+        nlohmann::json entry = {{"segment", r.segment_index()}, {"start", r.start_seconds()},
+                                {"end", r.end_seconds()}, {"text", r.text()}, {"token_ids", ids},
+                                {"final", r.is_final()}, {"rtf", r.timing().real_time_factor()},
+                                {"kind", mtla::v1::ResultKind_Name(r.kind())}};
+        if (r.kind() == mtla::v1::RESULT_KIND_INTERIM) entry["stability"] = r.stability();
+        if (r.is_final()) {
+          entry["alternatives"] = nlohmann::json::array();
+          for (const auto& a : r.alternatives()) {
+            entry["alternatives"].push_back({{"text", a.text()}, {"score", a.score()}});
+          }
+        }
+        results.push_back(std::move(entry));
       } else {
         std::printf("[%d%s] %.2f-%.2fs: %s | %s (rtf %.3f)\n", r.segment_index(),
                     r.is_final() ? "" : " interim", r.start_seconds(), r.end_seconds(),
@@ -217,7 +232,10 @@ int Translate(const std::shared_ptr<grpc::Channel>& channel, bool json, double t
   reader.join();
   grpc::Status status = stream->Finish();
   if (!status.ok()) return RpcError(status, json);
-  if (json) std::printf("%s\n", nlohmann::json{{"results", results}}.dump().c_str());
+  if (json) {
+    std::printf("%s\n",
+                nlohmann::json{{"metadata", metadata}, {"results", results}}.dump().c_str());
+  }
   return 0;
 }
 

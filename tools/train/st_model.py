@@ -66,6 +66,8 @@ class ModelDims:
             "max_source_positions": self.max_source_positions,
             "max_target_positions": self.max_target_positions,
             "bos": BOS, "pad": PAD, "eos": EOS, "unk": UNK,
+            # The direction served (GetModelInfo.language_pairs): English speech, German text.
+            "source_language": "en", "target_language": "de",
         }
 
 
