@@ -10,27 +10,6 @@
 #include "kernels/cpu/cpu_ops.h"
 
 namespace mtla {
-namespace {
-
-float Sigmoid(float x) { return 1.0f / (1.0f + std::exp(-x)); }
-
-// Row-wise softmax in place over `rows` rows of width `n`.
-void SoftmaxRows(float* x, int64_t rows, int64_t n) {
-  for (int64_t i = 0; i < rows; ++i) {
-    float* r = x + i * n;
-    const float mx = *std::max_element(r, r + n);
-    float sum = 0.0f;
-    for (int64_t j = 0; j < n; ++j) {
-      r[j] = std::exp(r[j] - mx);
-      sum += r[j];
-    }
-    const float inv = 1.0f / sum;
-    for (int64_t j = 0; j < n; ++j) r[j] *= inv;
-  }
-}
-
-}  // namespace
-
 std::vector<float> SinusoidalPositionTable(int64_t num_positions, int dim, int padding_idx) {
   const int half = dim / 2;
   std::vector<float> table(static_cast<size_t>(num_positions) * dim, 0.0f);
@@ -57,14 +36,6 @@ int64_t Conv1dStride2OutputFrames(int64_t input_frames, int kernel) {
   return padded / 2 + 1;
 }
 
-void GluRows(const float* x, int64_t rows, int half, float* out) {
-  for (int64_t i = 0; i < rows; ++i) {
-    const float* r = x + i * 2 * half;
-    float* o = out + i * half;
-    for (int j = 0; j < half; ++j) o[j] = r[j] * Sigmoid(r[half + j]);
-  }
-}
-
 Conv1dGluLayer Conv1dGluLayer::FromTorch(int in_channels, int out_channels, int kernel,
                                          const std::vector<float>& weight_oik,
                                          std::vector<float> bias) {
@@ -72,16 +43,20 @@ Conv1dGluLayer Conv1dGluLayer::FromTorch(int in_channels, int out_channels, int 
   layer.in_channels = in_channels;
   layer.out_channels = out_channels;
   layer.kernel = kernel;
-  layer.bias = std::move(bias);
-  layer.weight.resize(static_cast<size_t>(out_channels) * kernel * in_channels);
+  LinearWeights& linear = layer.linear;
+  linear.in = kernel * in_channels;
+  linear.out = out_channels;
+  linear.bias = std::move(bias);
+  linear.weight.resize(static_cast<size_t>(out_channels) * kernel * in_channels);
   for (int o = 0; o < out_channels; ++o) {
     for (int c = 0; c < in_channels; ++c) {
       for (int j = 0; j < kernel; ++j) {
-        layer.weight[(static_cast<size_t>(o) * kernel + j) * in_channels + c] =
+        linear.weight[(static_cast<size_t>(o) * kernel + j) * in_channels + c] =
             weight_oik[(static_cast<size_t>(o) * in_channels + c) * kernel + j];
       }
     }
   }
+  linear.packed = PackWeights(linear.weight.data(), linear.out, linear.in);
   return layer;
 }
 
@@ -102,10 +77,9 @@ std::vector<float> Conv1dGluLayer::Forward(const float* in, int64_t frames) cons
     }
   }
   std::vector<float> conv(static_cast<size_t>(out_frames) * out_channels);
-  cpu::Linear(cols.data(), out_frames, static_cast<int>(window), weight.data(), bias.data(),
-              out_channels, conv.data());
+  linear.Apply(cols.data(), out_frames, conv.data());
   std::vector<float> out(static_cast<size_t>(out_frames) * (out_channels / 2));
-  GluRows(conv.data(), out_frames, out_channels / 2, out.data());
+  cpu::GluRows(conv.data(), out_frames, out_channels / 2, out.data());
   return out;
 }
 
@@ -173,28 +147,28 @@ void SpeechEncoder::Layer(int layer, float* x, int64_t n) const {
   std::vector<float> h(n * e), q(n * e), k(n * e), v(n * e), ctx(n * e), scores(n * n);
   cpu::LayerNorm(x, n, e, w.self_attn_layer_norm.weight.data(),
                  w.self_attn_layer_norm.bias.data(), eps, h.data());
-  cpu::Linear(h.data(), n, e, w.q_proj.weight.data(), w.q_proj.bias.data(), e, q.data());
-  cpu::Linear(h.data(), n, e, w.k_proj.weight.data(), w.k_proj.bias.data(), e, k.data());
-  cpu::Linear(h.data(), n, e, w.v_proj.weight.data(), w.v_proj.bias.data(), e, v.data());
+  w.q_proj.Apply(h.data(), n, q.data());
+  w.k_proj.Apply(h.data(), n, k.data());
+  w.v_proj.Apply(h.data(), n, v.data());
   const float scaling = 1.0f / std::sqrt(static_cast<float>(d));
   for (int hd = 0; hd < heads; ++hd) {
     // scores = (q_h * scaling) k_h^T; ctx_h = softmax(scores) v_h.
     cpu::Gemm(/*trans_b=*/true, n, n, d, scaling, q.data() + hd * d, e, k.data() + hd * d, e, 0.0f,
               scores.data(), n);
-    SoftmaxRows(scores.data(), n, n);
+    cpu::SoftmaxRows(scores.data(), n, n);
     cpu::Gemm(/*trans_b=*/false, n, d, n, 1.0f, scores.data(), n, v.data() + hd * d, e, 0.0f,
               ctx.data() + hd * d, e);
   }
-  cpu::Linear(ctx.data(), n, e, w.out_proj.weight.data(), w.out_proj.bias.data(), e, h.data());
+  w.out_proj.Apply(ctx.data(), n, h.data());
   cpu::AddInPlace(x, h.data(), n * e);
 
   const int f = config_.ffn_dim;
   std::vector<float> a(n * f);
   cpu::LayerNorm(x, n, e, w.final_layer_norm.weight.data(), w.final_layer_norm.bias.data(), eps,
                  h.data());
-  cpu::Linear(h.data(), n, e, w.fc1.weight.data(), w.fc1.bias.data(), f, a.data());
+  w.fc1.Apply(h.data(), n, a.data());
   cpu::Relu(a.data(), n * f);
-  cpu::Linear(a.data(), n, f, w.fc2.weight.data(), w.fc2.bias.data(), e, h.data());
+  w.fc2.Apply(a.data(), n, h.data());
   cpu::AddInPlace(x, h.data(), n * e);
 }
 
@@ -233,15 +207,12 @@ absl::StatusOr<SpeechProjector> SpeechProjector::Load(const SpeechModelConfig& c
 
 std::vector<float> SpeechProjector::Forward(const float* encoder_out, int64_t frames) const {
   const int64_t rows = OutputRows(frames);
-  const int in = encoder_dim_ * ds_rate_;
   std::vector<float> hidden(rows * linear1_.out);
   std::vector<float> out(rows * linear2_.out);
   // Frames are contiguous rows, so k consecutive frames are one row of k * E.
-  cpu::Linear(encoder_out, rows, in, linear1_.weight.data(), linear1_.bias.data(), linear1_.out,
-              hidden.data());
+  linear1_.Apply(encoder_out, rows, hidden.data());
   cpu::Relu(hidden.data(), rows * linear1_.out);
-  cpu::Linear(hidden.data(), rows, linear1_.out, linear2_.weight.data(), linear2_.bias.data(),
-              linear2_.out, out.data());
+  linear2_.Apply(hidden.data(), rows, out.data());
   return out;
 }
 

@@ -1,6 +1,8 @@
 // The speech encoder and projector of the paper's ST model on the CPU
-// (fairseq S2TTransformerEncoder and MTLADecoderOnly.projector), fp32 with the
-// projections through BLAS. All matrices are row-major with one row per frame.
+// (fairseq S2TTransformerEncoder and MTLADecoderOnly.projector), fp32. Every
+// linear layer and convolution runs on weights pre-packed for oneDNN at load
+// (LinearWeights::Apply; OpenBLAS only without oneDNN), the attention scores
+// through BLAS, softmax and GLU vectorized (kernels/cpu/cpu_ops). All matrices are row-major with one row per frame.
 //
 // Thread-safety: the classes are immutable after loading; Encode()/Project()
 // may run concurrently (they allocate their own scratch).
@@ -37,19 +39,17 @@ struct Conv1dGluLayer {
   int in_channels = 0;
   int out_channels = 0;  // before the GLU
   int kernel = 0;
-  // Weight reordered from torch's [out, in, k] to [out, k, in], so a window of
-  // `kernel` consecutive input rows is one contiguous GEMM operand row.
-  std::vector<float> weight;
-  std::vector<float> bias;  // [out_channels]
+  // The convolution as a linear layer [out_channels, kernel * in_channels]
+  // over windows of `kernel` consecutive input rows (weights reordered from
+  // torch's [out, in, k] to [out, k, in]), pre-packed for oneDNN like every
+  // other linear layer.
+  LinearWeights linear;
 
   // `weight_oik` is torch's Conv1d weight [out, in, k].
   static Conv1dGluLayer FromTorch(int in_channels, int out_channels, int kernel,
                                   const std::vector<float>& weight_oik, std::vector<float> bias);
   std::vector<float> Forward(const float* in, int64_t frames) const;
 };
-
-// out[i, j] = x[i, j] * sigmoid(x[i, half + j]) for rows of width 2 * half.
-void GluRows(const float* x, int64_t rows, int half, float* out);
 
 // ---- Encoder --------------------------------------------------------------
 

@@ -21,6 +21,7 @@
 #include "engine/testing/random_checkpoint.h"
 #include "engine/testing/unique_temp_path.h"
 #include "engine/weights/safetensors.h"
+#include "kernels/cpu/cpu_ops.h"
 #include "gtest/gtest.h"
 
 namespace mtla {
@@ -93,7 +94,7 @@ TEST(ConvSubsamplerTest, OutputLengthMatchesFairseqFormula) {
 TEST(ConvSubsamplerTest, GluGatesFirstHalfBySecond) {
   const std::vector<float> x = {1.0f, -2.0f, 0.0f, 100.0f, /*row 2*/ 3.0f, 4.0f, -100.0f, 2.0f};
   std::vector<float> out(4);
-  GluRows(x.data(), 2, 2, out.data());
+  cpu::GluRows(x.data(), 2, 2, out.data());
   EXPECT_FLOAT_EQ(out[0], 0.5f);
   EXPECT_FLOAT_EQ(out[1], -2.0f);
   EXPECT_NEAR(out[2], 0.0f, 1e-30);

@@ -2,10 +2,38 @@
 
 #include <cblas.h>
 
+#include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstring>
 
 namespace mtla::cpu {
+namespace {
+
+// exp(x) = 2^k * exp(r), k = round(x / ln 2), r = x - k ln 2 in [-ln2/2, ln2/2]
+// (ln 2 split in two parts so k ln 2 is exact), exp(r) by its degree-6 Taylor
+// polynomial (truncation error below 1e-8 relative there), 2^k built in the
+// exponent bits (k in [-126, 127]: normal numbers only). No branches, no
+// table: GCC vectorizes loops calling it. NaN is clamped like -inf (the
+// comparison is false), so the integer conversion below is always defined.
+inline float ExpNoBranch(float x) {
+  x = x > -87.3f ? x : -87.3f;
+  x = x < 88.3f ? x : 88.3f;
+  const float k = std::nearbyint(x * 1.44269504088896341f);
+  float r = x - k * 0.693359375f;  // ln 2 high part (exact in 9 bits)
+  r = r - k * -2.12194440e-4f;     // ln 2 low part
+  float p = 1.0f / 720.0f;
+  p = p * r + 1.0f / 120.0f;
+  p = p * r + 1.0f / 24.0f;
+  p = p * r + 1.0f / 6.0f;
+  p = p * r + 0.5f;
+  p = p * r + 1.0f;
+  p = p * r + 1.0f;
+  const int32_t bits = (static_cast<int32_t>(k) + 127) << 23;
+  return p * std::bit_cast<float>(bits);
+}
+
+}  // namespace
 
 void Gemm(bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
           const float* b, int64_t ldb, float beta, float* c, int64_t ldc) {
@@ -116,6 +144,36 @@ void SiluMul(const float* gate, const float* up, int64_t n, int d, float* out, i
     const float* u = up + i * ld_up;
     float* o = out + i * ld_out;
     for (int j = 0; j < d; ++j) o[j] = g[j] / (1.0f + std::exp(-g[j])) * u[j];
+  }
+}
+
+void ExpInPlace(float* x, int64_t count) {
+  for (int64_t i = 0; i < count; ++i) {
+    x[i] = std::isnan(x[i]) ? x[i] : ExpNoBranch(x[i]);
+  }
+}
+
+void SoftmaxRows(float* x, int64_t rows, int64_t n) {
+  for (int64_t i = 0; i < rows; ++i) {
+    float* r = x + i * n;
+    float mx = r[0];
+    for (int64_t j = 1; j < n; ++j) mx = std::max(mx, r[j]);
+    float sum = 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      r[j] = ExpNoBranch(r[j] - mx);
+      sum += r[j];
+    }
+    const float inv = 1.0f / sum;
+    for (int64_t j = 0; j < n; ++j) r[j] *= inv;
+  }
+}
+
+void GluRows(const float* x, int64_t rows, int half, float* out) {
+  for (int64_t i = 0; i < rows; ++i) {
+    const float* a = x + i * 2 * half;
+    const float* b = a + half;
+    float* o = out + i * half;
+    for (int j = 0; j < half; ++j) o[j] = a[j] / (1.0f + ExpNoBranch(-b[j]));
   }
 }
 

@@ -53,6 +53,17 @@ class RopeTable {
 // out[i, j] = silu(gate[i, j]) * up[i, j] (rows of width d, strides ld*).
 void SiluMul(const float* gate, const float* up, int64_t n, int d, float* out, int64_t ld_gate,
              int64_t ld_up, int64_t ld_out);
+// exp(x) for each of `count` values in place, branch-free so the loop
+// vectorizes (the plain std::exp loop does not): relative error <= 2.5e-7 (2 ulp) for
+// x in [-87.3, 88.3] (cpu_ops_test); below that range the result is
+// exp(-87.3) (no subnormals), above it exp(88.3); NaN stays NaN.
+void ExpInPlace(float* x, int64_t count);
+// Softmax over each of `rows` contiguous rows of width n, in place
+// (max-subtracted, with ExpInPlace).
+void SoftmaxRows(float* x, int64_t rows, int64_t n);
+// out[i, j] = x[i, j] * sigmoid(x[i, half + j]) for rows of width 2 * half
+// (a GLU over the channels; sigmoid through ExpInPlace's exp).
+void GluRows(const float* x, int64_t rows, int half, float* out);
 // In-place ReLU over n*d contiguous values.
 void Relu(float* x, int64_t count);
 // y += x over count values.
