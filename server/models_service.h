@@ -8,13 +8,15 @@
 #include "absl/status/status.h"
 #include "mtla/v1/models.grpc.pb.h"
 #include "server/engine_holder.h"
+#include "server/text_front_end.h"
 
 namespace mtla {
 
 class ModelsService final : public v1::Models::CallbackService {
  public:
-  ModelsService(std::shared_ptr<EngineHolder> engine, std::string model_name)
-      : engine_(std::move(engine)), name_(std::move(model_name)) {}
+  ModelsService(std::shared_ptr<EngineHolder> engine, std::string model_name,
+                std::shared_ptr<TextFrontEndHolder> text = nullptr)
+      : engine_(std::move(engine)), name_(std::move(model_name)), text_(std::move(text)) {}
 
   grpc::ServerUnaryReactor* GetModelInfo(grpc::CallbackServerContext* context,
                                          const v1::GetModelInfoRequest* request,
@@ -23,12 +25,16 @@ class ModelsService final : public v1::Models::CallbackService {
  private:
   std::shared_ptr<EngineHolder> engine_;
   std::string name_;
+  std::shared_ptr<TextFrontEndHolder> text_;  // null: no tokenizer fields
 };
 
 // GetModelInfo's answer for the model `engine` holds (served as `model_name`);
 // Unavailable while the model loads.
 absl::Status FillModelInfo(const EngineHolder& engine, const std::string& model_name,
                            v1::ModelInfo* out);
+
+// The tokenizer and conventions fields of ModelInfo (40 and up) from `text`.
+void FillTextConventions(const TextFrontEnd& text, v1::ModelInfo* out);
 
 }  // namespace mtla
 
