@@ -7,6 +7,10 @@
 #   docker run -p 50051:50051 -p 9090:9090 \
 #     -v /srv/models/llama_mtla:/models/model:ro mtla-server:0.1.0
 #
+# Text prompts and text output for LlamaMTLA models with a tokenizer.model go
+# through the SentencePiece plugin /usr/local/bin/libmtla_sentencepiece.so
+# (libsentencepiece0 is among the runtime packages; docs/design.md).
+#
 # One mtla-server binary for the CPU and the GPU: the CUDA backend is the
 # plugin /usr/local/bin/libmtla_cuda_backend.so, loaded at run time only for
 # FLAGS_device=auto|cuda (docs/design.md "CUDA backend"). Without a usable GPU,
@@ -76,14 +80,16 @@ RUN cmake -S . -B /build -G Ninja -DCMAKE_BUILD_TYPE=Release -DMTLA_CUDA=AUTO \
       -DMTLA_TESTDATA_DIR=/nonexistent \
  && cmake --build /build --target mtla-server mtla-client mtla-bench -j"$(nproc)" \
  && if [ -f /build/bin/libmtla_cuda_backend.so ]; then :; else \
-      echo "no CUDA backend plugin was built (nvcc missing?)" >&2; exit 1; fi
+      echo "no CUDA backend plugin was built (nvcc missing?)" >&2; exit 1; fi \
+ && if [ -f /build/bin/libmtla_sentencepiece.so ]; then :; else \
+      echo "no SentencePiece plugin was built (libsentencepiece-dev missing?)" >&2; exit 1; fi
 # Runtime packages: the owners of every shared library the binaries and the
 # plugins load (CUDA's runtime and cuBLAS included), less the C/C++ runtime
 # (in the runtime base image). libcuda.so.1 is the driver's: the NVIDIA
 # container toolkit mounts it.
 RUN set -eu; mkdir -p /out/bin; \
     cp /build/bin/mtla-server /build/bin/mtla-client /build/bin/mtla-bench \
-       /build/bin/libmtla_cuda_backend.so /out/bin/; \
+       /build/bin/libmtla_cuda_backend.so /build/bin/libmtla_sentencepiece.so /out/bin/; \
     for b in /out/bin/*; do ldd "$b"; done | awk '$3 ~ /^\// {print $3}' | sort -u > /out/libs.txt; \
     while read -r lib; do \
       real=$(readlink -f "$lib"); \

@@ -100,6 +100,15 @@ main_flags = set(re.findall(r"ABSL_FLAG\(\s*[\w:<>]+\s*,\s*(\w+)\s*,",
 check(main_flags and main_flags <= set(names),
       "every flag of server/main.cc can be set from the environment "
       f"(add {sorted(main_flags - set(names))} to the Dockerfile's --tryfromenv list)")
+# The plugins the server loads at run time are built, checked and shipped
+# next to it (where their loaders look first), so ldd/dpkg -S finds their
+# runtime packages (libsentencepiece0, CUDA's).
+build_runs = " ".join(l for l in instructions if l.startswith("RUN ") and "cmake --build" in l)
+copy_out = " ".join(l for l in instructions if l.startswith("RUN ") and "/out/bin/" in l)
+for plugin in ("libmtla_cuda_backend.so", "libmtla_sentencepiece.so"):
+    check(f"/build/bin/{plugin}" in build_runs and f"/build/bin/{plugin}" in copy_out,
+          f"the image builds, checks and ships {plugin}")
+
 # .dockerignore: build trees and version control stay out of the context,
 # every path the Dockerfile COPYs from the context is sent.
 ignore = [l.strip() for l in open(os.path.join(REPO, ".dockerignore")) if l.strip() and not l.startswith("#")]
