@@ -40,13 +40,14 @@ include(GoogleTest)
 # (tools/sanitize.sh tsan; keep in sync with the `tsan` build preset).
 set(MTLA_THREADED_TESTS engine_test scheduler_test server_integration_test speech_e2e_test)
 
-# mtla_test(NAME SOURCES... DEPS...): a GoogleTest binary registered with ctest
-# (nothing in the fuzz build, MTLA_FUZZ).
+# mtla_test(NAME SOURCES... DEPS... [FIXTURES...]): a GoogleTest binary
+# registered with ctest (nothing in the fuzz build, MTLA_FUZZ); its tests
+# require the ctest FIXTURES given (e.g. a model generated at test time).
 function(mtla_test name)
   if(MTLA_FUZZ)
     return()
   endif()
-  cmake_parse_arguments(T "" "" "SOURCES;DEPS" ${ARGN})
+  cmake_parse_arguments(T "" "" "SOURCES;DEPS;FIXTURES" ${ARGN})
   add_executable(${name} ${T_SOURCES})
   target_link_libraries(${name} PRIVATE ${T_DEPS} GTest::gtest GTest::gtest_main GTest::gmock)
   target_compile_definitions(${name} PRIVATE MTLA_TESTDATA_DIR="${MTLA_TESTDATA_DIR}")
@@ -57,8 +58,12 @@ function(mtla_test name)
   if(name IN_LIST MTLA_THREADED_TESTS)
     set(labels LABELS threaded)
   endif()
+  set(fixtures "")
+  if(T_FIXTURES)
+    set(fixtures FIXTURES_REQUIRED "${T_FIXTURES}")
+  endif()
   gtest_discover_tests(${name} DISCOVERY_TIMEOUT 120
-                       PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE" ${labels})
+                       PROPERTIES ENVIRONMENT "OMP_WAIT_POLICY=PASSIVE" ${labels} ${fixtures})
 endfunction()
 
 # The static libraries the CUDA backend plugin (a shared module) is linked

@@ -38,12 +38,28 @@ absl::Status FillModelInfo(const EngineHolder& holder, const std::string& model_
   return absl::OkStatus();
 }
 
+void FillTextConventions(const TextFrontEnd& text, v1::ModelInfo* out) {
+  out->set_has_tokenizer(text.tokenizer != nullptr);
+  if (text.bos_token_id >= 0) out->set_bos_token_id(text.bos_token_id);
+  if (text.eos_token_id >= 0) {
+    out->set_eos_token_id(text.eos_token_id);
+    out->add_default_stop_token_ids(text.eos_token_id);
+  }
+  out->set_add_bos_token(text.add_bos_token);
+  out->set_chat_template(text.chat_template);
+  if (text.tokenizer != nullptr) out->set_tokenizer_vocab_size(text.tokenizer->vocab_size());
+}
+
 grpc::ServerUnaryReactor* ModelsService::GetModelInfo(grpc::CallbackServerContext* context,
                                                       const v1::GetModelInfoRequest* request,
                                                       v1::ModelInfo* out) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   std::shared_ptr<const SpeechFrontEnd> speech = speech_->Get();
-  reactor->Finish(ToGrpcStatus(FillModelInfo(*engine_, name_, out, speech.get())));
+  absl::Status status = FillModelInfo(*engine_, name_, out, speech.get());
+  if (status.ok() && text_ != nullptr) {
+    if (std::shared_ptr<const TextFrontEnd> text = text_->Get()) FillTextConventions(*text, out);
+  }
+  reactor->Finish(ToGrpcStatus(status));
   return reactor;
 }
 

@@ -57,9 +57,10 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
-  server->services_.push_back(std::make_unique<TextGenerationService>(server->engine_));
   server->services_.push_back(
-      std::make_unique<ModelsService>(server->engine_, server->speech_, model_name));
+      std::make_unique<TextGenerationService>(server->engine_, server->text_));
+  server->services_.push_back(std::make_unique<ModelsService>(server->engine_, server->speech_,
+                                                              model_name, server->text_));
   SpeechSessionOptions speech_defaults;
   speech_defaults.max_stream_seconds = options.max_stream_seconds;
   speech_defaults.max_chunk_bytes = options.max_audio_chunk_bytes;
@@ -123,6 +124,13 @@ absl::Status MtlaServer::LoadModel() {
   engine_options.max_new_tokens_limit = options_.max_new_tokens_limit;
   engine_options.stall_timeout_seconds = options_.engine_stall_seconds;
   auto engine = std::make_shared<Engine>(std::move(model.runner), engine_options, metrics_);
+  auto text = std::make_shared<TextFrontEnd>();
+  text->tokenizer = std::move(model.text_tokenizer);
+  text->bos_token_id = model.bos_token_id;
+  text->eos_token_id = model.eos_token_id;
+  text->add_bos_token = model.add_bos_token;
+  text->chat_template = model.chat_template;
+  text_->Set(std::move(text));  // before the engine: services that see it see this
   engine_->Set(engine, std::string(ModelArchitecture(model.family)));
   speech_model_ = std::move(model.speech);
   tokenizer_ = std::move(model.tokenizer);

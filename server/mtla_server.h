@@ -29,6 +29,7 @@
 #include "server/http/metrics_http_server.h"
 #include "server/server_credentials.h"
 #include "server/speech_translation_service.h"
+#include "server/text_front_end.h"
 
 namespace mtla {
 
@@ -92,6 +93,7 @@ class MtlaServer {
   ServerOptions options_;
 
   std::shared_ptr<EngineHolder> engine_ = std::make_shared<EngineHolder>();
+  std::shared_ptr<TextFrontEndHolder> text_ = std::make_shared<TextFrontEndHolder>();
   std::shared_ptr<SpeechFrontEndHolder> speech_ = std::make_shared<SpeechFrontEndHolder>();
   std::shared_ptr<OpenCalls> speech_calls_ = std::make_shared<OpenCalls>();  // open streams
   // Watches the engine's Health() and turns gRPC health NOT_SERVING while it

@@ -1,5 +1,9 @@
 #include "server/text_generation_service.h"
 
+#include <optional>
+#include <string>
+#include <vector>
+
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/mutex.h"
 #include "server/grpc_reaction_order.h"
@@ -21,12 +25,14 @@ v1::FinishReason ToWire(FinishReason reason) {
 // Writes the request's events in order, one write in flight at a time.
 class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1::GenerateResponse>> {
  public:
-  GenerateReactor(std::shared_ptr<Engine> engine, const v1::GenerateRequest& wire) {
+  GenerateReactor(std::shared_ptr<Engine> engine, std::shared_ptr<const TextFrontEnd> text,
+                  const v1::GenerateRequest& wire)
+      : text_(std::move(text)) {
     if (engine == nullptr) {
       Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading"));
       return;
     }
-    absl::StatusOr<GenerationRequest> request = ToGenerationRequest(wire);
+    absl::StatusOr<GenerationRequest> request = ToGenerationRequest(wire, text_.get());
     if (!request.ok()) {
       engine->CountRejected(request.status());
       Finish(ToGrpcStatus(request.status()));
@@ -36,6 +42,10 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
     if (!stream.ok()) {
       Finish(ToGrpcStatus(stream.status()));
       return;
+    }
+    if (text_ != nullptr && text_->tokenizer != nullptr) {
+      absl::MutexLock lock(&mu_);
+      detokenizer_.emplace(text_->tokenizer.get());
     }
     stream_ = std::move(*stream);
     stream_->SetListener([this] { MaybeWrite(); });
@@ -89,6 +99,11 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
     }
     response_.Clear();
     for (int32_t id : event.tokens) response_.add_token_ids(id);
+    if (detokenizer_.has_value()) {
+      std::string text = detokenizer_->Add(event.tokens);
+      if (event.finished) text += detokenizer_->Flush();
+      response_.set_text(std::move(text));
+    }
     if (event.finished) {
       finished_ = true;
       response_.set_finish_reason(ToWire(event.finish_reason));
@@ -106,8 +121,11 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
     StartWrite(&response_);
   }
 
+  const std::shared_ptr<const TextFrontEnd> text_;  // keeps the tokenizer alive
   std::shared_ptr<RequestStream> stream_;
   absl::Mutex mu_;
+  // Set when the model has a tokenizer: the call's text so far.
+  std::optional<IncrementalDetokenizer> detokenizer_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
@@ -116,13 +134,25 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
 
 }  // namespace
 
-absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& wire) {
+absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest& wire,
+                                                      const TextFrontEnd* text) {
   GenerationRequest request;
-  if (!wire.prompt().empty() && wire.prompt_token_ids().empty()) {
-    return absl::InvalidArgumentError(
-        "prompt: this model has no tokenizer; send prompt_token_ids");
+  if (!wire.prompt().empty()) {
+    if (!wire.prompt_token_ids().empty()) {
+      return absl::InvalidArgumentError(
+          "prompt: set either prompt or prompt_token_ids, not both");
+    }
+    if (text == nullptr || text->tokenizer == nullptr) {
+      return absl::InvalidArgumentError(
+          "prompt: this model has no tokenizer; send prompt_token_ids");
+    }
+    absl::StatusOr<std::vector<int32_t>> ids = text->tokenizer->Encode(wire.prompt());
+    if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("prompt: ", ids.status().message()));
+    if (text->add_bos_token) request.prompt.push_back(text->bos_token_id);
+    request.prompt.insert(request.prompt.end(), ids->begin(), ids->end());
+  } else {
+    request.prompt.assign(wire.prompt_token_ids().begin(), wire.prompt_token_ids().end());
   }
-  request.prompt.assign(wire.prompt_token_ids().begin(), wire.prompt_token_ids().end());
   SamplingParams& p = request.sampling;
   p.max_new_tokens = wire.max_new_tokens();  // checked by SamplingParams::Validate
   p.temperature = wire.sampling().temperature();
@@ -142,9 +172,73 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
   return request;
 }
 
+absl::StatusOr<v1::TokenizeResponse> TokenizeText(const TextFrontEnd* text,
+                                                  const v1::TokenizeRequest& request) {
+  if (text == nullptr || text->tokenizer == nullptr) {
+    return absl::UnimplementedError("Tokenize: the loaded model has no text tokenizer");
+  }
+  absl::StatusOr<std::vector<int32_t>> ids = text->tokenizer->Encode(request.text());
+  if (!ids.ok()) return absl::InvalidArgumentError(absl::StrCat("text: ", ids.status().message()));
+  v1::TokenizeResponse response;
+  if (request.add_bos() && text->bos_token_id >= 0) response.add_token_ids(text->bos_token_id);
+  for (int32_t id : *ids) response.add_token_ids(id);
+  if (request.return_pieces()) {
+    for (int32_t id : response.token_ids()) {
+      absl::StatusOr<SentencePieceTokenizer::Piece> piece = text->tokenizer->GetPiece(id);
+      if (!piece.ok()) return piece.status();
+      response.add_pieces(std::move(piece->text));
+    }
+  }
+  return response;
+}
+
+absl::StatusOr<v1::DetokenizeResponse> DetokenizeIds(const TextFrontEnd* text,
+                                                     const v1::DetokenizeRequest& request) {
+  if (text == nullptr || text->tokenizer == nullptr) {
+    return absl::UnimplementedError("Detokenize: the loaded model has no text tokenizer");
+  }
+  const int vocab = text->tokenizer->vocab_size();
+  for (int i = 0; i < request.token_ids_size(); ++i) {
+    const int32_t id = request.token_ids(i);
+    if (id < 0 || id >= vocab) {
+      return absl::InvalidArgumentError(absl::StrCat("token_ids[", i, "]: ", id,
+                                                     " is outside the vocabulary [0, ", vocab, ")"));
+    }
+  }
+  absl::StatusOr<std::string> decoded = text->tokenizer->DecodeIds(request.token_ids());
+  if (!decoded.ok()) return decoded.status();
+  v1::DetokenizeResponse response;
+  response.set_text(*std::move(decoded));
+  return response;
+}
+
 grpc::ServerWriteReactor<v1::GenerateResponse>* TextGenerationService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateReactor(engine_->Get(), *request);
+  // The front end is published before the engine: seeing the engine implies it.
+  std::shared_ptr<Engine> engine = engine_->Get();
+  return new GenerateReactor(std::move(engine), text_->Get(), *request);
+}
+
+grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerContext* context,
+                                                          const v1::TokenizeRequest* request,
+                                                          v1::TokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<v1::TokenizeResponse> result = absl::UnavailableError("model is loading");
+  if (engine_->Get() != nullptr) result = TokenizeText(text_->Get().get(), *request);
+  if (result.ok()) *response = *std::move(result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* TextGenerationService::Detokenize(grpc::CallbackServerContext* context,
+                                                            const v1::DetokenizeRequest* request,
+                                                            v1::DetokenizeResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::StatusOr<v1::DetokenizeResponse> result = absl::UnavailableError("model is loading");
+  if (engine_->Get() != nullptr) result = DetokenizeIds(text_->Get().get(), *request);
+  if (result.ok()) *response = *std::move(result);
+  reactor->Finish(ToGrpcStatus(result.status()));
+  return reactor;
 }
 
 }  // namespace mtla

@@ -16,7 +16,9 @@ PACKAGES=(
   libopenblas-openmp-dev libdnnl-dev
   prometheus-cpp-dev prometheus
   nlohmann-json3-dev
-  sentencepiece
+  sentencepiece  # spm_train / spm_encode / spm_decode (tokenizer tests)
+  libsentencepiece-dev  # the SentencePiece plugin (engine/tokenizer, libmtla_sentencepiece.so)
+  python3-sentencepiece  # the text test model and its references (tests/text)
   libsoxr-dev libfftw3-dev libsleef-dev
   python3 python3-numpy python3-torch
   python3-yaml

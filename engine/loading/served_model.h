@@ -7,7 +7,12 @@
 //              (config.json with "arch") and model.safetensors, or the
 //              decoder-only reference layout (decoder.safetensors), which
 //              cannot serve (no encoder)
-//   tokenizer  the first of kTokenizerFileNames in the directory, any family
+//   tokenizer  the first of kTokenizerFileNames in the directory: for speech,
+//              the in-process decoder (fairseq ids, text out only); for
+//              LlamaMTLA, the real SentencePiece library in its plugin
+//              (text in and out), checked against config.json's vocabulary
+//              and bos/eos ids; tokenizer_config.json, when present, may add
+//              "chat_template" and "add_bos_token" (Hugging Face's names)
 //
 // The device and storage dtype are chosen once (BackendChoice; the factory
 // logs an automatic fallback); the decoder is loaded once, on that device.
@@ -27,6 +32,7 @@
 #include "engine/model/cache_options.h"
 #include "engine/model/model_runner.h"
 #include "engine/speech/speech_model.h"
+#include "engine/tokenizer/sentencepiece_tokenizer.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace mtla {
@@ -57,7 +63,15 @@ struct ServedModel {
   ModelFamily family = ModelFamily::kLlamaMtla;
   std::unique_ptr<ModelRunner> runner;   // the decoder, on the chosen device
   std::unique_ptr<SpeechModel> speech;   // speech only: encoder + projector (no decoder)
-  std::unique_ptr<Tokenizer> tokenizer;  // null when the directory has none
+  std::unique_ptr<Tokenizer> tokenizer;  // speech only; null when the directory has none
+  // LlamaMTLA only: text <-> ids; null when the directory has no tokenizer.
+  std::unique_ptr<SentencePieceTokenizer> text_tokenizer;
+  // The model's conventions (GetModelInfo): begin/end-of-sequence ids, whether
+  // a text prompt starts with BOS, the chat template ("" when none).
+  int32_t bos_token_id = -1;
+  int32_t eos_token_id = -1;
+  bool add_bos_token = false;
+  std::string chat_template;
   // Speech only: the language pair the config declares (empty: not declared).
   std::string source_language;
   std::string target_language;

@@ -2,12 +2,12 @@
 // <pad>=1, </s>=2, <unk>=3), and an incremental detokenizer whose text deltas
 // never split a UTF-8 character.
 //
-// The model file is read with the process's protobuf runtime and decoded here:
-// Debian's libsentencepiece embeds protobuf 3.14 with exported symbols and
-// cannot share a process with the libprotobuf 3.21 that gRPC uses (start-up
-// crash, or a version abort when loaded privately). Encoding (text -> ids) is
-// done offline with Debian's spm_encode; tests check Decode against
-// spm_decode on random id sequences.
+// The model file is read with the process's protobuf runtime and decoded here
+// (the speech models' text). Debian's libsentencepiece embeds protobuf 3.14
+// with exported symbols and cannot be linked into a process with the
+// libprotobuf 3.21 that gRPC uses; where text must also be encoded (LlamaMTLA
+// prompts), the real library runs in its plugin: sentencepiece_tokenizer.h.
+// Tests check Decode against spm_decode on random id sequences.
 //
 // Thread-safety: Tokenizer is immutable after Load (safe to share);
 // IncrementalDetokenizer is thread-compatible.
@@ -22,7 +22,16 @@
 
 namespace mtla {
 
-class Tokenizer {
+// Ids -> text, as the incremental detokenizer needs it. Implementations are
+// immutable and thread-safe.
+class TextDecoder {
+ public:
+  virtual ~TextDecoder() = default;
+  // The text of `ids`; ids the decoder does not know are dropped.
+  virtual std::string Decode(const std::vector<int32_t>& ids) const = 0;
+};
+
+class Tokenizer final : public TextDecoder {
  public:
   // Loads a SentencePiece model file. NotFound when unreadable;
   // InvalidArgument when it does not parse; FailedPrecondition when its
@@ -34,7 +43,7 @@ class Tokenizer {
   // are dropped, <unk> becomes the model's unk surface, byte pieces are joined
   // into UTF-8 (invalid bytes become U+FFFD), "▁" becomes a space and the
   // leading space of the dummy prefix is removed. Out-of-range ids are dropped.
-  std::string Decode(const std::vector<int32_t>& ids) const;
+  std::string Decode(const std::vector<int32_t>& ids) const override;
   int vocab_size() const { return static_cast<int>(pieces_.size()); }
 
  private:
@@ -54,7 +63,8 @@ class Tokenizer {
 // U+FFFD) are held back until the tokens that complete it arrive, or Flush.
 class IncrementalDetokenizer {
  public:
-  explicit IncrementalDetokenizer(const Tokenizer* tokenizer) : tokenizer_(tokenizer) {}
+  // `decoder` must outlive this object.
+  explicit IncrementalDetokenizer(const TextDecoder* decoder) : tokenizer_(decoder) {}
   // Appends tokens and returns the text they add.
   std::string Add(const std::vector<int32_t>& tokens);
   // The rest of the text, complete or not (end of the sequence).
@@ -62,7 +72,7 @@ class IncrementalDetokenizer {
   const std::string& text() const { return emitted_; }
 
  private:
-  const Tokenizer* tokenizer_;
+  const TextDecoder* tokenizer_;
   std::vector<int32_t> ids_;
   std::string emitted_;
 };

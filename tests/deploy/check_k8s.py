@@ -125,6 +125,27 @@ for overlay in ("cpu", "gpu"):
     check(keepalive > 0 and 0 < keepalive_timeout < keepalive,
           f"{tag} server keepalive every {keepalive:g} s, timeout {keepalive_timeout:g} s")
 
+    # Shared cores: OpenMP threads sleep when idle, and as many as the pod's CPUs.
+    check(env.get("OMP_WAIT_POLICY") == "PASSIVE", f"{tag} OMP_WAIT_POLICY=PASSIVE")
+    omp = next(e for e in c["env"] if e["name"] == "OMP_NUM_THREADS")
+    if "valueFrom" in omp:
+        ref = omp["valueFrom"]["resourceFieldRef"]
+        check(ref["resource"] == "limits.cpu" and ref.get("containerName") == c["name"],
+              f"{tag} OMP_NUM_THREADS = the container's CPU limit")
+    else:
+        check(0 < int(omp["value"]) <= int(c["resources"]["requests"]["cpu"]),
+              f"{tag} OMP_NUM_THREADS {omp['value']} <= the CPU request")
+
+    # Replicas spread over nodes, counting this Deployment's pods.
+    spread = {t["topologyKey"]: t for t in pod.get("topologySpreadConstraints", [])}
+    host = spread.get("kubernetes.io/hostname")
+    check(host is not None and host["maxSkew"] == 1
+          and matches(host["labelSelector"]["matchLabels"], pod_labels)
+          and host["labelSelector"]["matchLabels"] == spec["selector"]["matchLabels"],
+          f"{tag} topologySpreadConstraints over kubernetes.io/hostname select the Deployment's pods")
+    check(all(t["whenUnsatisfiable"] in ("ScheduleAnyway", "DoNotSchedule") for t in spread.values()),
+          f"{tag} spread constraints are well-formed ({sorted(spread)})")
+
     # Hardening.
     psc, csc = pod["securityContext"], c["securityContext"]
     check(psc.get("runAsNonRoot") is True and psc.get("runAsUser", 0) > 0, f"{tag} pod runs as non-root")
@@ -206,10 +227,15 @@ check(json.loads(cm["data"]["mtla-serving.json"]) ==
 env = {k: v for k, v in cpu_env.items() if v is not None}
 env.update({"FLAGS_model_dir": model_dir(testdata), "FLAGS_listen": "127.0.0.1:0",
             "FLAGS_metrics_listen": "127.0.0.1:0", "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-args = entrypoint[1:]
-server = Server(server_bin, None, args=args, env=env, listen=None, metrics_listen=None)
+# ENTRYPOINT ["/usr/local/bin/mtla-entrypoint", "/usr/local/bin/mtla-server", ...]: the
+# repository's entrypoint script in front of the built server.
+check(entrypoint[0].endswith("/mtla-entrypoint") and entrypoint[1].endswith("/mtla-server"),
+      f"the image starts mtla-server through mtla-entrypoint ({entrypoint[:2]})")
+args = entrypoint[2:]
+script = os.path.join(REPO, "deploy", "docker", "entrypoint.sh")
+server = Server(script, None, args=[server_bin] + args, env=env, listen=None, metrics_listen=None)
 server.wait_serving()
-check(True, f"mtla-server {' '.join(args)} serves with the cpu overlay's FLAGS_* environment")
+check(True, f"mtla-entrypoint mtla-server {' '.join(args)} serves with the cpu overlay's FLAGS_* environment")
 start = time.monotonic()
 code = server.stop(timeout=float(cpu_env["FLAGS_drain_grace_seconds"]) + 10)
 check(code == 0, f"idle server drains on SIGTERM and exits 0 in {time.monotonic() - start:.1f} s")

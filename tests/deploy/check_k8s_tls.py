@@ -124,7 +124,7 @@ try:
         run_env.update({"FLAGS_model_dir": model, "FLAGS_listen": "127.0.0.1:0",
                         "FLAGS_metrics_listen": "127.0.0.1:0", "FLAGS_device": "cpu",
                         "FLAGS_kv_cache_mb": "16", "PATH": os.environ.get("PATH", "/usr/bin:/bin")})
-        with Server(server_bin, None, args=entrypoint[1:], env=run_env, listen=None,
+        with Server(server_bin, None, args=entrypoint[2:], env=run_env, listen=None,
                     metrics_listen=None) as server:
             server.wait_serving()
             for command in commands:

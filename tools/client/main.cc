@@ -2,7 +2,7 @@
 //
 //   mtla-client [--address=HOST:PORT] [--json] [--timeout=SECONDS] COMMAND ...
 //   COMMAND:
-//     generate --prompt_ids="1 17 42" [--max_new_tokens=N] [--temperature=T]
+//     generate --prompt_ids="1 17 42" | --prompt="TEXT" [--max_new_tokens=N] [--temperature=T]
 //              [--top_k=K] [--top_p=P] [--seed=S] [--stop_ids="2 5"] [--ignore_eos]
 //              [--beam_size=N]
 //     translate FILE.wav [--chunk_ms=100] [--realtime] [--beam_size=N]
@@ -52,6 +52,8 @@ ABSL_FLAG(double, timeout, 0,
           "Deadline in seconds (0: none; info and health default to 5 s)");
 // generate
 ABSL_FLAG(std::string, prompt_ids, "", "generate: prompt token ids, space or comma separated");
+ABSL_FLAG(std::string, prompt, "",
+          "generate: prompt text (the model needs a tokenizer); prints the text as it streams");
 ABSL_FLAG(int, max_new_tokens, 16, "generate: tokens to generate at most");
 ABSL_FLAG(double, temperature, 0, "generate: sampling temperature (0: greedy)");
 ABSL_FLAG(int, top_k, 0, "generate: top-k (0: off)");
@@ -79,7 +81,7 @@ namespace {
 
 constexpr char kUsage[] =
     "command-line client for mtla-server.\n\n"
-    "  mtla-client [--address=HOST:PORT] [--json] [--timeout=S] generate --prompt_ids=\"1 17 42\"\n"
+    "  mtla-client [--address=HOST:PORT] [--json] [--timeout=S] generate --prompt_ids=\"1 17 42\" | --prompt=\"TEXT\"\n"
     "              [--max_new_tokens=N] [--temperature=T] [--top_k=K] [--top_p=P] [--seed=S]\n"
     "              [--stop_ids=\"2\"] [--ignore_eos] [--beam_size=N]\n"
     "  mtla-client [...] translate FILE.wav [--chunk_ms=100] [--realtime] [--interim]\n"
@@ -247,6 +249,10 @@ int Generate(const std::shared_ptr<grpc::Channel>& channel, bool json, double ti
   }
   if (!ParseIds(absl::GetFlag(FLAGS_stop_ids), &stops)) return Usage("--stop_ids must be integers");
   for (int32_t id : ids) request.add_prompt_token_ids(id);
+  const std::string prompt = absl::GetFlag(FLAGS_prompt);
+  if (!prompt.empty() && !ids.empty()) return Usage("give --prompt or --prompt_ids, not both");
+  request.set_prompt(prompt);
+  const bool print_text = !prompt.empty();  // else token ids, as before
   for (int32_t id : stops) request.add_stop_token_ids(id);
   request.set_max_new_tokens(absl::GetFlag(FLAGS_max_new_tokens));
   request.mutable_sampling()->set_temperature(static_cast<float>(absl::GetFlag(FLAGS_temperature)));
@@ -263,21 +269,25 @@ int Generate(const std::shared_ptr<grpc::Channel>& channel, bool json, double ti
   auto reader = stub->Generate(&context, request);
   mtla::v1::GenerateResponse response, last;
   std::vector<int32_t> tokens;
+  std::string text;
   while (reader->Read(&response)) {
+    text += response.text();
+    if (!json && print_text) std::fputs(response.text().c_str(), stdout);
     for (int32_t id : response.token_ids()) {
       tokens.push_back(id);
-      if (!json) std::printf("%s%d", tokens.size() == 1 ? "" : " ", id);
+      if (!json && !print_text) std::printf("%s%d", tokens.size() == 1 ? "" : " ", id);
     }
     if (!json) std::fflush(stdout);
     last = response;
   }
   grpc::Status status = reader->Finish();
-  if (!json && !tokens.empty()) std::printf("\n");
+  if (!json && (print_text ? !text.empty() : !tokens.empty())) std::printf("\n");
   if (!status.ok()) return RpcError(status, json);
   const std::string finish = mtla::v1::FinishReason_Name(last.finish_reason());
   if (json) {
     nlohmann::json out = {
         {"token_ids", tokens},
+        {"text", text},
         {"finish_reason", finish},
         {"prompt_tokens", last.usage().prompt_tokens()},
         {"generated_tokens", last.usage().generated_tokens()},

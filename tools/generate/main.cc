@@ -2,10 +2,12 @@
 // CPU backend, printing token ids as they are produced and the decode speed.
 //
 //   mtla-generate --model=DIR [--prompt="1 17 42"] [--max_new_tokens=N]
-//   mtla-generate --write_random_model=DIR   (writes a random-weight checkpoint)
+//   mtla-generate --write_random_model=DIR [--random_model_config=FILE]
+//                 (writes a random-weight checkpoint, of FILE's dims if given)
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <iterator>
 #include <string>
 #include <vector>
 
@@ -22,6 +24,8 @@ ABSL_FLAG(std::string, prompt, "1", "Prompt token ids, space separated");
 ABSL_FLAG(int, max_new_tokens, 16, "Tokens to generate at most");
 ABSL_FLAG(std::string, write_random_model, "",
           "Write a random-weight checkpoint to this directory and exit");
+ABSL_FLAG(std::string, random_model_config, "",
+          "--write_random_model: a LlamaMTLA config.json to use (default: a built-in small one)");
 
 namespace {
 
@@ -32,8 +36,8 @@ int Fail(const std::string& message) {
 
 // A small LlamaMTLA checkpoint with random weights, for trying the tool where no
 // trained model is at hand.
-int WriteRandomModel(const std::string& dir) {
-  const char* config = R"({
+int WriteRandomModel(const std::string& dir, const std::string& config_path) {
+  std::string config = R"({
   "model_type": "llama-mtla", "hidden_size": 128, "num_attention_heads": 4,
   "num_hidden_layers": 4, "intermediate_size": 256, "vocab_size": 256,
   "q_lora_rank": 0, "kv_lora_rank": 64, "qk_nope_head_dim": 32, "qk_rope_head_dim": 16,
@@ -41,6 +45,11 @@ int WriteRandomModel(const std::string& dir) {
   "max_position_embeddings": 1024, "tie_word_embeddings": false,
   "bos_token_id": 1, "eos_token_id": 2
 })";
+  if (!config_path.empty()) {
+    std::ifstream in(config_path);
+    if (!in) return Fail("--random_model_config=" + config_path + ": cannot open");
+    config.assign(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+  }
   std::ofstream(dir + "/config.json") << config;
   auto parsed = mtla::ParseLlamaMtlaConfig(config);
   if (!parsed.ok()) return Fail(parsed.status().ToString());
@@ -59,14 +68,16 @@ int main(int argc, char** argv) {
       argc, argv, "mtla-generate",
       "greedy generation from a LlamaMTLA checkpoint on the CPU backend.\n\n"
       "  mtla-generate --model=DIR [--prompt=\"1 17 42\"] [--max_new_tokens=N]\n"
-      "  mtla-generate --write_random_model=DIR");
+      "  mtla-generate --write_random_model=DIR [--random_model_config=FILE]");
   if (rest.size() > 1) return Fail(std::string("unexpected argument ") + rest[1]);
   const std::string model_dir = absl::GetFlag(FLAGS_model);
   const std::string prompt_text = absl::GetFlag(FLAGS_prompt);
   const std::string random_dir = absl::GetFlag(FLAGS_write_random_model);
   const int max_new_tokens = absl::GetFlag(FLAGS_max_new_tokens);
   if (max_new_tokens < 1) return Fail("--max_new_tokens must be a positive integer");
-  if (!random_dir.empty()) return WriteRandomModel(random_dir);
+  if (!random_dir.empty()) {
+    return WriteRandomModel(random_dir, absl::GetFlag(FLAGS_random_model_config));
+  }
   if (model_dir.empty()) return Fail("--model=DIR is required");
 
   std::vector<int32_t> prompt;
