@@ -104,9 +104,17 @@ absl::StatusOr<SpeechEncoder> SpeechEncoder::Load(const SpeechEncoderConfig& con
     const std::string p = absl::StrCat("encoder.transformer_layers.", l, ".");
     SpeechEncoderLayerWeights w;
     ASSIGN_OR_RETURN(w.self_attn_layer_norm, LoadNorm(file, p + "self_attn_layer_norm", e, true));
-    ASSIGN_OR_RETURN(w.q_proj, LoadLinear(file, p + "self_attn.q_proj", e, e, BiasMode::kRequired));
-    ASSIGN_OR_RETURN(w.k_proj, LoadLinear(file, p + "self_attn.k_proj", e, e, BiasMode::kRequired));
-    ASSIGN_OR_RETURN(w.v_proj, LoadLinear(file, p + "self_attn.v_proj", e, e, BiasMode::kRequired));
+    LinearWeights& qkv = w.qkv_proj;
+    qkv.in = e;
+    qkv.out = 3 * e;
+    for (const char* proj : {"q_proj", "k_proj", "v_proj"}) {
+      const std::string name = p + "self_attn." + proj;
+      ASSIGN_OR_RETURN(std::vector<float> weight, file.ReadFloat(name + ".weight", {e, e}));
+      ASSIGN_OR_RETURN(std::vector<float> bias, file.ReadFloat(name + ".bias", {e}));
+      qkv.weight.insert(qkv.weight.end(), weight.begin(), weight.end());
+      qkv.bias.insert(qkv.bias.end(), bias.begin(), bias.end());
+    }
+    qkv.packed = PackWeights(qkv.weight.data(), qkv.out, qkv.in);
     ASSIGN_OR_RETURN(w.out_proj,
                      LoadLinear(file, p + "self_attn.out_proj", e, e, BiasMode::kRequired));
     ASSIGN_OR_RETURN(w.final_layer_norm, LoadNorm(file, p + "final_layer_norm", e, true));
@@ -144,19 +152,24 @@ void SpeechEncoder::Layer(int layer, float* x, int64_t n) const {
   const int heads = config_.num_heads;
   const int d = e / heads;
   const float eps = config_.layer_norm_eps;
-  std::vector<float> h(n * e), q(n * e), k(n * e), v(n * e), ctx(n * e), scores(n * n);
+  std::vector<float> h(n * e), qkv(n * 3 * e), ctx(n * e);
   cpu::LayerNorm(x, n, e, w.self_attn_layer_norm.weight.data(),
                  w.self_attn_layer_norm.bias.data(), eps, h.data());
-  w.q_proj.Apply(h.data(), n, q.data());
-  w.k_proj.Apply(h.data(), n, k.data());
-  w.v_proj.Apply(h.data(), n, v.data());
+  w.qkv_proj.Apply(h.data(), n, qkv.data());
+  const float* q = qkv.data();
+  const float* k = q + e;
+  const float* v = q + 2 * e;
+  const int64_t ld = 3 * e;
   const float scaling = 1.0f / std::sqrt(static_cast<float>(d));
+  // One parallel region for all heads; BLAS runs single-threaded inside it.
+#pragma omp parallel for schedule(static)
   for (int hd = 0; hd < heads; ++hd) {
     // scores = (q_h * scaling) k_h^T; ctx_h = softmax(scores) v_h.
-    cpu::Gemm(/*trans_b=*/true, n, n, d, scaling, q.data() + hd * d, e, k.data() + hd * d, e, 0.0f,
+    std::vector<float> scores(n * n);
+    cpu::Gemm(/*trans_b=*/true, n, n, d, scaling, q + hd * d, ld, k + hd * d, ld, 0.0f,
               scores.data(), n);
     cpu::SoftmaxRows(scores.data(), n, n);
-    cpu::Gemm(/*trans_b=*/false, n, d, n, 1.0f, scores.data(), n, v.data() + hd * d, e, 0.0f,
+    cpu::Gemm(/*trans_b=*/false, n, d, n, 1.0f, scores.data(), n, v + hd * d, ld, 0.0f,
               ctx.data() + hd * d, e);
   }
   w.out_proj.Apply(ctx.data(), n, h.data());

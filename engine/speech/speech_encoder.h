@@ -55,7 +55,10 @@ struct Conv1dGluLayer {
 
 struct SpeechEncoderLayerWeights {
   NormWeights self_attn_layer_norm;
-  LinearWeights q_proj, k_proj, v_proj, out_proj;  // with bias
+  // q_proj, k_proj and v_proj stacked into one layer [3E, E] (rows q, then k,
+  // then v; biases likewise), so the three projections are one GEMM.
+  LinearWeights qkv_proj;
+  LinearWeights out_proj;  // with bias
   NormWeights final_layer_norm;
   LinearWeights fc1, fc2;  // with bias
 };
