@@ -6,6 +6,7 @@
 #include "engine/audio/cmvn.h"
 #include "engine/audio/pcm.h"
 #include "engine/common/status_macros.h"
+#include "engine/streaming/interim_schedule.h"
 #include "engine/streaming/interim_stability.h"
 
 namespace mtla {
@@ -236,7 +237,15 @@ absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
 absl::Status SpeechSession::MaybeInterim() {
   if (!options_.interim_results || !endpointer_.has_speech()) return absl::OkStatus();
   const double segment_seconds = (samples_16k_ - segment_start_sample_) / kSampleRate;
-  if (segment_seconds - last_interim_seconds_ < options_.interim_interval_seconds) {
+  if (segment_seconds < NextInterimDueSeconds(last_interim_seconds_,
+                                              options_.interim_interval_seconds)) {
+    return absl::OkStatus();
+  }
+  // Only on spare capacity (interim_schedule.h): skipped, not postponed; a
+  // later chunk asks again.
+  const EngineStats load = front_end_.engine->stats();
+  if (!EngineHasSpareCapacity(load.running, load.waiting,
+                              front_end_.engine->options().scheduler.max_running)) {
     return absl::OkStatus();
   }
   {

@@ -56,6 +56,8 @@ struct SpeechSessionOptions {
   int beam_size = 1;
   int max_tokens = 200;
   bool interim_results = false;
+  // The first interim's length and the least gap between two; their spacing
+  // and the spare-capacity rule are in interim_schedule.h.
   double interim_interval_seconds = 1.0;
   EndpointerOptions endpointing;
   double max_stream_seconds = 3600;
