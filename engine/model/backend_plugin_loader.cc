@@ -8,17 +8,12 @@
 #include <filesystem>
 
 #include "absl/strings/str_cat.h"
+#include "engine/common/plugin_search_path.h"
 #include "absl/strings/str_join.h"
 #include "engine/model/backend_plugin_build_id.h"
 
 namespace mtla {
 namespace {
-
-std::string ExecutableDir() {
-  std::error_code error;
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
-  return error ? std::string() : exe.parent_path().string();
-}
 
 absl::StatusOr<const MtlaBackendPluginV1*> Load() {
   const std::vector<std::string> candidates = CudaBackendPluginSearchPath();
@@ -64,21 +59,13 @@ absl::StatusOr<const MtlaBackendPluginV1*> Load() {
 
 }  // namespace
 
-std::vector<std::string> CudaBackendPluginSearchPath() {
-  std::vector<std::string> paths;
-  if (const char* env = std::getenv("MTLA_CUDA_BACKEND_PLUGIN"); env != nullptr && *env != '\0') {
-    paths.push_back(env);
-    return paths;  // an explicit choice is the only candidate
-  }
-  const std::string exe_dir = ExecutableDir();
-  if (!exe_dir.empty()) {
-    paths.push_back(absl::StrCat(exe_dir, "/", kCudaBackendPluginFile));
-    paths.push_back(absl::StrCat(exe_dir, "/../lib/mtla/", kCudaBackendPluginFile));
-  }
-#ifdef MTLA_CUDA_BACKEND_PLUGIN_BUILD_PATH
-  paths.push_back(MTLA_CUDA_BACKEND_PLUGIN_BUILD_PATH);
+#ifndef MTLA_CUDA_BACKEND_PLUGIN_BUILD_PATH
+#define MTLA_CUDA_BACKEND_PLUGIN_BUILD_PATH ""  // not in a build tree
 #endif
-  return paths;
+
+std::vector<std::string> CudaBackendPluginSearchPath() {
+  return PluginSearchPath("MTLA_CUDA_BACKEND_PLUGIN", kCudaBackendPluginFile,
+                          MTLA_CUDA_BACKEND_PLUGIN_BUILD_PATH);
 }
 
 absl::StatusOr<const MtlaBackendPluginV1*> LoadCudaBackendPlugin() {

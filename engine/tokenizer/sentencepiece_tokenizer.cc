@@ -10,16 +10,11 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "engine/common/plugin_search_path.h"
 #include "absl/strings/str_join.h"
 
 namespace mtla {
 namespace {
-
-std::string ExecutableDir() {
-  std::error_code error;
-  const std::filesystem::path exe = std::filesystem::read_symlink("/proc/self/exe", error);
-  return error ? std::string() : exe.parent_path().string();
-}
 
 // How the plugin's libraries are kept apart from the host's libprotobuf: the
 // plugin is loaded into a link-map namespace of its own (dlmopen
@@ -90,21 +85,13 @@ void AppendText(void* context, const char* bytes, size_t n) {
 
 }  // namespace
 
-std::vector<std::string> SentencePiecePluginSearchPath() {
-  std::vector<std::string> paths;
-  if (const char* env = std::getenv("MTLA_SENTENCEPIECE_PLUGIN"); env != nullptr && *env != '\0') {
-    paths.push_back(env);
-    return paths;
-  }
-  const std::string exe_dir = ExecutableDir();
-  if (!exe_dir.empty()) {
-    paths.push_back(absl::StrCat(exe_dir, "/", kSentencePiecePluginFile));
-    paths.push_back(absl::StrCat(exe_dir, "/../lib/mtla/", kSentencePiecePluginFile));
-  }
-#ifdef MTLA_SENTENCEPIECE_PLUGIN_BUILD_PATH
-  paths.push_back(MTLA_SENTENCEPIECE_PLUGIN_BUILD_PATH);
+#ifndef MTLA_SENTENCEPIECE_PLUGIN_BUILD_PATH
+#define MTLA_SENTENCEPIECE_PLUGIN_BUILD_PATH ""  // not in a build tree
 #endif
-  return paths;
+
+std::vector<std::string> SentencePiecePluginSearchPath() {
+  return PluginSearchPath("MTLA_SENTENCEPIECE_PLUGIN", kSentencePiecePluginFile,
+                          MTLA_SENTENCEPIECE_PLUGIN_BUILD_PATH);
 }
 
 absl::StatusOr<const MtlaSpmPluginV1*> LoadSentencePiecePlugin() {

@@ -14,6 +14,7 @@
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "server/mtla_server.h"
+#include "tests/common/loopback_server.h"
 #include "tests/common/grpc_wait.h"
 
 namespace mtla {
@@ -28,22 +29,6 @@ const std::string kSpeechModelDir = MTLA_DEFAULT_MODEL_DIR;
 const std::string kTextModelDir =
     std::string(MTLA_TESTDATA_DIR) + "/model_reference/llama_mtla_s2";
 
-std::unique_ptr<MtlaServer> StartServer(const std::string& model_dir) {
-  ServerOptions options;
-  options.model_dir = model_dir;
-  options.listen_address = "127.0.0.1:0";
-  options.metrics_address = "";
-  options.device = "cpu";
-  options.kv_cache_bytes = 16u << 20;
-  auto server = MtlaServer::Start(options);
-  EXPECT_TRUE(server.ok()) << server.status();
-  return server.ok() ? std::move(*server) : nullptr;
-}
-
-std::shared_ptr<grpc::Channel> Connect(const MtlaServer& server) {
-  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.port()),
-                             grpc::InsecureChannelCredentials());
-}
 
 // "SERVING", "NOT_SERVING", ... or the call's error code as "rpc error N".
 std::string Health(const std::shared_ptr<grpc::Channel>& channel, const std::string& service) {
@@ -103,9 +88,9 @@ class GrpcConventionsTest : public testing::Test {
 };
 
 TEST_F(GrpcConventionsTest, ReflectionV1AndV1alphaListTheSameServices) {
-  server_ = StartServer(kSpeechModelDir);
+  server_ = test_support::StartLoopbackServer(kSpeechModelDir);
   ASSERT_NE(server_, nullptr);
-  auto channel = Connect(*server_);
+  auto channel = test_support::ConnectLoopback(*server_);
   const std::set<std::string> v1 = ListServices(channel, "grpc.reflection.v1");
   const std::set<std::string> v1alpha = ListServices(channel, "grpc.reflection.v1alpha");
   for (const char* name : {"mtla.v1.TextGeneration", "mtla.v1.Models", "mtla.v1.SpeechTranslation",
@@ -118,9 +103,9 @@ TEST_F(GrpcConventionsTest, ReflectionV1AndV1alphaListTheSameServices) {
 }
 
 TEST_F(GrpcConventionsTest, ReflectionV1DescribesTheServices) {
-  server_ = StartServer(kSpeechModelDir);
+  server_ = test_support::StartLoopbackServer(kSpeechModelDir);
   ASSERT_NE(server_, nullptr);
-  auto channel = Connect(*server_);
+  auto channel = test_support::ConnectLoopback(*server_);
   for (const char* version : {"grpc.reflection.v1", "grpc.reflection.v1alpha"}) {
     ServerReflectionRequest request;
     request.set_file_containing_symbol("mtla.v1.SpeechTranslation");
@@ -138,9 +123,9 @@ TEST_F(GrpcConventionsTest, ReflectionV1DescribesTheServices) {
 }
 
 TEST_F(GrpcConventionsTest, SpeechModelServesEveryServiceOnceLoaded) {
-  server_ = StartServer(kSpeechModelDir);
+  server_ = test_support::StartLoopbackServer(kSpeechModelDir);
   ASSERT_NE(server_, nullptr);
-  auto channel = Connect(*server_);
+  auto channel = test_support::ConnectLoopback(*server_);
   for (const char* name : {"", "mtla.v1.TextGeneration", "mtla.v1.Models",
                            "mtla.v1.SpeechTranslation"}) {
     EXPECT_EQ(Health(channel, name), "NOT_SERVING") << "loading: '" << name << "'";
@@ -158,10 +143,10 @@ TEST_F(GrpcConventionsTest, TextModelDoesNotServeSpeechTranslation) {
   if (!std::filesystem::exists(kTextModelDir + "/model.safetensors")) {
     GTEST_SKIP() << "shared testdata text model not found at " << kTextModelDir;
   }
-  server_ = StartServer(kTextModelDir);
+  server_ = test_support::StartLoopbackServer(kTextModelDir);
   ASSERT_NE(server_, nullptr);
   ASSERT_TRUE(server_->LoadModel().ok());
-  auto channel = Connect(*server_);
+  auto channel = test_support::ConnectLoopback(*server_);
   EXPECT_EQ(Health(channel, ""), "SERVING");
   EXPECT_EQ(Health(channel, "mtla.v1.TextGeneration"), "SERVING");
   EXPECT_EQ(Health(channel, "mtla.v1.Models"), "SERVING");

@@ -25,6 +25,7 @@
 #include "mtla/v1/speech_translation.grpc.pb.h"
 #include "mtla/v1/text_generation.grpc.pb.h"
 #include "server/mtla_server.h"
+#include "tests/common/loopback_server.h"
 #include "tests/common/grpc_wait.h"
 
 namespace mtla {
@@ -43,22 +44,6 @@ std::string Describe(const grpc::Status& status) {
   return absl::StrCat("code ", status.error_code(), ": ", status.error_message());
 }
 
-std::unique_ptr<MtlaServer> StartServer(const std::string& model_dir) {
-  ServerOptions options;
-  options.model_dir = model_dir;
-  options.listen_address = "127.0.0.1:0";
-  options.metrics_address = "";
-  options.device = "cpu";
-  options.kv_cache_bytes = 16u << 20;
-  auto server = MtlaServer::Start(options);
-  EXPECT_TRUE(server.ok()) << server.status();
-  return server.ok() ? std::move(*server) : nullptr;
-}
-
-std::shared_ptr<grpc::Channel> Connect(const MtlaServer& server) {
-  return grpc::CreateChannel(absl::StrCat("127.0.0.1:", server.port()),
-                             grpc::InsecureChannelCredentials());
-}
 
 v1::TranslationConfig SpeechConfig() {
   v1::TranslationConfig config;
@@ -130,10 +115,10 @@ TEST_F(StatusCodesTest, SpeechCallsOnATextModelAreUnimplemented) {
   if (!std::filesystem::exists(kTextModelDir + "/model.safetensors")) {
     GTEST_SKIP() << "shared testdata text model not found at " << kTextModelDir;
   }
-  server_ = StartServer(kTextModelDir);
+  server_ = test_support::StartLoopbackServer(kTextModelDir);
   ASSERT_NE(server_, nullptr);
   ASSERT_TRUE(server_->LoadModel().ok());
-  auto channel = Connect(*server_);
+  auto channel = test_support::ConnectLoopback(*server_);
   for (const auto& [method, status] :
        {std::pair{"StreamingTranslate", StreamingStatus(channel)},
         std::pair{"Translate", TranslateStatus(channel)}}) {
@@ -152,9 +137,9 @@ TEST_F(StatusCodesTest, SpeechCallsOnATextModelAreUnimplemented) {
 }
 
 TEST_F(StatusCodesTest, EveryMethodIsUnavailableWhileTheModelLoads) {
-  server_ = StartServer(kSpeechModelDir);
+  server_ = test_support::StartLoopbackServer(kSpeechModelDir);
   ASSERT_NE(server_, nullptr);
-  auto channel = Connect(*server_);  // LoadModel not called: loading
+  auto channel = test_support::ConnectLoopback(*server_);  // LoadModel not called: loading
   v1::GenerateRequest request;
   request.add_prompt_token_ids(5);
   request.set_max_new_tokens(2);
@@ -182,10 +167,10 @@ TEST_F(StatusCodesTest, BeamSearchReturnsAtMostMaxNewTokensWithItsFinishReason) 
   if (!std::filesystem::exists(kTextModelDir + "/model.safetensors")) {
     GTEST_SKIP() << "shared testdata text model not found at " << kTextModelDir;
   }
-  server_ = StartServer(kTextModelDir);
+  server_ = test_support::StartLoopbackServer(kTextModelDir);
   ASSERT_NE(server_, nullptr);
   ASSERT_TRUE(server_->LoadModel().ok());
-  auto channel = Connect(*server_);
+  auto channel = test_support::ConnectLoopback(*server_);
   std::mt19937 rng(17);
   std::uniform_int_distribution<int32_t> token(3, kTextVocab - 1);
   int eos_endings = 0;
