@@ -116,6 +116,18 @@ v1::SegmentResult ToWire(const SegmentUpdate& u) {
 
 namespace {
 
+// A Translate call's report before anything happened.
+CallReport TranslateReport(const grpc::ServerContextBase& context) {
+  CallReport report;
+  report.request_id = CallRequestId("", context);
+  report.method = "mtla.v1.SpeechTranslation/Translate";
+  report.finished_reason = "end_of_audio";
+  report.generated_tokens = 0;
+  report.segments = 0;
+  report.audio_seconds = 0;
+  return report;
+}
+
 using StreamRequest = v1::StreamingTranslateRequest;
 using StreamResponse = v1::StreamingTranslateResponse;
 
@@ -126,8 +138,21 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
  public:
   StreamingTranslateReactor(grpc::CallbackServerContext* context,
                             std::shared_ptr<const SpeechFrontEnd> front_end,
-                            const SpeechSessionOptions& defaults, OpenCalls& calls)
-      : context_(context), front_end_(std::move(front_end)), defaults_(defaults) {
+                            const SpeechSessionOptions& defaults, OpenCalls& calls,
+                            std::shared_ptr<const CallReporter> reporter)
+      : context_(context),
+        reporter_(std::move(reporter)),
+        front_end_(std::move(front_end)),
+        defaults_(defaults) {
+    {
+      absl::MutexLock lock(&mu_);
+      report_.request_id = CallRequestId("", *context_);
+      report_.method = "mtla.v1.SpeechTranslation/StreamingTranslate";
+      report_.finished_reason = "end_of_audio";
+      report_.generated_tokens = 0;
+      report_.segments = 0;
+      report_.audio_seconds = 0;
+    }
     admitted_ = calls.Admit([this](const absl::Status& status) { End(ToGrpcStatus(status)); });
     if (admitted_ == nullptr) {
       Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -189,7 +214,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
         session_ = std::move(*created);
       }
       // An OnCancel that ran before the session existed had nothing to stop.
-      if (cancelled_.load()) session->Cancel();
+      if (cancelled_.load()) session->Cancel(CancellationReason(*context_));
     } else {
       const auto received = std::chrono::steady_clock::now();
       absl::Status s = ContinueStreamingSession(request_, *session);
@@ -227,16 +252,30 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     EnterReaction();
     cancelled_.store(true);
     // OnDone (the only place the session is destroyed) runs after OnCancel.
-    if (SpeechSession* session = CurrentSession()) session->Cancel();
+    if (SpeechSession* session = CurrentSession()) session->Cancel(CancellationReason(*context_));
   }
 
   void OnDone() override {
     EnterReaction();
     if (admitted_) admitted_->Release();  // waits for an End() in progress
     std::unique_ptr<SpeechSession> session;
+    CallReport report;
+    grpc::Status sent;
     {
       absl::MutexLock lock(&mu_);
       session = std::move(session_);
+      report = std::move(report_);
+      sent = final_status_;
+    }
+    if (reporter_) {
+      // Every reaction is over: the reader's state is stable.
+      if (session) report.audio_seconds = session->processed_seconds();
+      report.code = CallOutcome(*context_, sent);
+      report.error = report.code == sent.error_code()
+                         ? sent.error_message()
+                         : std::string(CancellationReason(*context_).message());
+      report.total_seconds = SecondsSince(start_);
+      reporter_->CallEnded(std::move(report));
     }
     // Outside mu_: the destructor detaches the session from the engine's
     // streams and waits for engine callbacks still running, which take mu_
@@ -293,6 +332,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     }
     if (session_) {
       for (SegmentUpdate& update : session_->TakeUpdates()) {
+        Record(update);
         StreamResponse response;
         *response.mutable_result() = ToWire(update);
         outbox_.push_back(std::move(response));
@@ -301,8 +341,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     if (outbox_.empty()) {
       if (reads_done_ && session_ && session_->done()) {
         finished_ = true;
-        absl::Status error = session_->error();
-        Finish(ToGrpcStatus(error));
+        final_status_ = ToGrpcStatus(session_->error());
+        Finish(final_status_);
       }
       return;
     }
@@ -312,7 +352,25 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     StartWrite(&response_);
   }
 
+  // A session update, into the call's report.
+  void Record(const SegmentUpdate& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!update.token_ids.empty() && report_.ttft_seconds < 0 && !update.is_interim) {
+      report_.ttft_seconds = SecondsSince(start_);
+    }
+    if (!update.is_final) return;
+    ++report_.segments;
+    report_.generated_tokens += static_cast<int64_t>(update.token_ids.size());
+    if (reporter_ && reporter_->wants_content()) {
+      report_.output_token_ids.insert(report_.output_token_ids.end(), update.token_ids.begin(),
+                                      update.token_ids.end());
+      if (!report_.text.empty() && !update.text.empty()) report_.text.push_back(' ');
+      report_.text += update.text;
+    }
+  }
+
   grpc::CallbackServerContext* const context_;
+  const std::shared_ptr<const CallReporter> reporter_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (draining)
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> ended_{false};
@@ -329,7 +387,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);  // what Finish() sent
+  CallReport report_ ABSL_GUARDED_BY(mu_);
 };
 
 // Runs a session over the whole request; finishes when every segment is final.
@@ -337,11 +396,17 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
 // the reactor, so Finish is the last thing any thread does with `this`.
 class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
  public:
-  explicit TranslateReactor(v1::TranslateResponse* response) : response_(response) {}
+  TranslateReactor(grpc::CallbackServerContext* context, v1::TranslateResponse* response,
+                   std::shared_ptr<const CallReporter> reporter)
+      : context_(context), response_(response), reporter_(std::move(reporter)) {}
 
   void Start(std::shared_ptr<const SpeechFrontEnd> front_end, const v1::TranslateRequest& request,
              const SpeechSessionOptions& defaults) {
     front_end_ = std::move(front_end);
+    {
+      absl::MutexLock lock(&mu_);
+      report_ = TranslateReport(*context_);
+    }
     absl::StatusOr<SpeechSessionOptions> options =
         ToSessionOptions(request.config(), *front_end_, defaults);
     if (!options.ok()) return Done(ToGrpcStatus(options.status()));
@@ -366,15 +431,28 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
   void OnCancel() override {
     EnterReaction();
     absl::MutexLock lock(&mu_);
-    if (session_) session_->Cancel();
+    if (session_) session_->Cancel(CancellationReason(*context_));
   }
 
   void OnDone() override {
     EnterReaction();
     std::unique_ptr<SpeechSession> session;
+    CallReport report;
+    grpc::Status sent;
     {
       absl::MutexLock lock(&mu_);
       session = std::move(session_);
+      report = std::move(report_);
+      sent = sent_;
+    }
+    if (reporter_) {
+      if (session) report.audio_seconds = session->processed_seconds();
+      report.code = CallOutcome(*context_, sent);
+      report.error = report.code == sent.error_code()
+                         ? sent.error_message()
+                         : std::string(CancellationReason(*context_).message());
+      report.total_seconds = SecondsSince(start_);
+      reporter_->CallEnded(std::move(report));
     }
     session.reset();  // waits for engine callbacks still running into the session
     delete this;
@@ -387,11 +465,24 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
       absl::MutexLock lock(&mu_);
       if (session_ == nullptr || starting_ || finished_) return;
       for (const SegmentUpdate& u : session_->TakeUpdates()) {
-        if (u.is_final) *response_->add_results() = ToWire(u);
+        if (!u.token_ids.empty() && report_.ttft_seconds < 0 && !u.is_interim) {
+          report_.ttft_seconds = SecondsSince(start_);
+        }
+        if (!u.is_final) continue;
+        *response_->add_results() = ToWire(u);
+        ++report_.segments;
+        report_.generated_tokens += static_cast<int64_t>(u.token_ids.size());
+        if (reporter_ && reporter_->wants_content()) {
+          report_.output_token_ids.insert(report_.output_token_ids.end(), u.token_ids.begin(),
+                                          u.token_ids.end());
+          if (!report_.text.empty() && !u.text.empty()) report_.text.push_back(' ');
+          report_.text += u.text;
+        }
       }
       if (!session_->done()) return;
       finished_ = true;
       status = ToGrpcStatus(session_->error());
+      sent_ = status;
     }
     Finish(status);  // OnDone may follow at once: nothing touches `this` after
   }
@@ -401,43 +492,58 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
+      sent_ = status;
       if (session_) session_->Cancel();
     }
     Finish(status);
   }
 
+  grpc::CallbackServerContext* const context_;
   v1::TranslateResponse* const response_;
+  const std::shared_ptr<const CallReporter> reporter_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::shared_ptr<const SpeechFrontEnd> front_end_;
   absl::Mutex mu_;
   std::unique_ptr<SpeechSession> session_ ABSL_GUARDED_BY(mu_);
   bool starting_ ABSL_GUARDED_BY(mu_) = true;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status sent_ ABSL_GUARDED_BY(mu_);  // what Finish() sent
+  CallReport report_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
 
 grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
 SpeechTranslationService::StreamingTranslate(grpc::CallbackServerContext* context) {
-  return new StreamingTranslateReactor(context, front_end_->Get(), defaults_, *calls_);
+  return new StreamingTranslateReactor(context, front_end_->Get(), defaults_, *calls_, reporter_);
 }
 
 grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServerContext* context,
                                                               const v1::TranslateRequest* request,
                                                               v1::TranslateResponse* response) {
+  // A call refused here has no reactor of ours: it is reported as refused.
+  auto refuse = [&](const grpc::Status& status) {
+    if (reporter_) {
+      CallReport report = TranslateReport(*context);
+      report.code = status.error_code();
+      report.error = status.error_message();
+      report.total_seconds = 0;
+      reporter_->CallEnded(std::move(report));
+    }
+    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+    reactor->Finish(status);
+    return reactor;
+  };
   std::shared_ptr<const SpeechFrontEnd> front_end = front_end_->Get();
   if (front_end == nullptr) {
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 "no speech-translation model is loaded (loading, or a text model)"));
-    return reactor;
+    return refuse(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               "no speech-translation model is loaded (loading, or a text model)"));
   }
   if (front_end->engine->draining()) {  // a new call: refused (see the header)
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 "server is draining; retry on another replica"));
-    return reactor;
+    return refuse(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               "server is draining; retry on another replica"));
   }
-  auto* translate = new TranslateReactor(response);
+  auto* translate = new TranslateReactor(context, response, reporter_);
   translate->Start(std::move(front_end), *request, defaults_);
   return translate;
 }

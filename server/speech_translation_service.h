@@ -17,6 +17,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/streaming/speech_session.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
+#include "server/call_reporter.h"
 #include "server/open_calls.h"
 
 namespace mtla {
@@ -41,10 +42,15 @@ class SpeechFrontEndHolder {
 
 class SpeechTranslationService final : public v1::SpeechTranslation::CallbackService {
  public:
+  // `reporter` (may be null) accounts every call when it ends.
   SpeechTranslationService(std::shared_ptr<SpeechFrontEndHolder> front_end,
                            SpeechSessionOptions defaults,
-                           std::shared_ptr<OpenCalls> calls = std::make_shared<OpenCalls>())
-      : front_end_(std::move(front_end)), defaults_(defaults), calls_(std::move(calls)) {}
+                           std::shared_ptr<OpenCalls> calls = std::make_shared<OpenCalls>(),
+                           std::shared_ptr<const CallReporter> reporter = nullptr)
+      : front_end_(std::move(front_end)),
+        defaults_(defaults),
+        calls_(std::move(calls)),
+        reporter_(std::move(reporter)) {}
 
   grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
   StreamingTranslate(grpc::CallbackServerContext* context) override;
@@ -57,6 +63,7 @@ class SpeechTranslationService final : public v1::SpeechTranslation::CallbackSer
   std::shared_ptr<SpeechFrontEndHolder> front_end_;
   SpeechSessionOptions defaults_;
   std::shared_ptr<OpenCalls> calls_;
+  std::shared_ptr<const CallReporter> reporter_;
 };
 
 // Validates a TranslationConfig against the model and the server's defaults;

@@ -8,19 +8,24 @@
 #include "absl/status/statusor.h"
 #include "engine/serving/engine.h"
 #include "mtla/v1/text_generation.grpc.pb.h"
+#include "server/call_reporter.h"
 #include "server/engine_holder.h"
 
 namespace mtla {
 
 class TextGenerationService final : public v1::TextGeneration::CallbackService {
  public:
-  explicit TextGenerationService(std::shared_ptr<EngineHolder> engine) : engine_(std::move(engine)) {}
+  // `reporter` (may be null) accounts every Generate call when it ends.
+  explicit TextGenerationService(std::shared_ptr<EngineHolder> engine,
+                                 std::shared_ptr<const CallReporter> reporter = nullptr)
+      : engine_(std::move(engine)), reporter_(std::move(reporter)) {}
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
 
  private:
   std::shared_ptr<EngineHolder> engine_;
+  std::shared_ptr<const CallReporter> reporter_;
 };
 
 // Maps the wire request onto the engine's; InvalidArgument names the field.
