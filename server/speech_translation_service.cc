@@ -177,6 +177,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       // A cancelled call is not a half-close: its pending audio must not be
       // encoded and decoded as a last segment.
       if (cancelled_.load() || context_->IsCancelled()) {
+        // Its segments end as the call did: cancelled, or deadline_exceeded.
+        if (session != nullptr) session->Cancel(CancellationReason(*context_));
         Fail(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
         return;
       }
@@ -191,6 +193,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
         return;
       }
       if (cancelled_.load()) {  // OnCancel ran during FinishAudio: stop its last segment
+        session->Cancel(CancellationReason(*context_));
         Fail(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
         return;
       }
