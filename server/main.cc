@@ -111,7 +111,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "mtla-server: %s\n", std::string(request_log.status().message()).c_str());
     return 2;
   }
-  options.request_log = {.level = *request_log, .content = absl::GetFlag(FLAGS_request_log_content)};
+  options.request_log = {.level = *request_log,
+                         .content = absl::GetFlag(FLAGS_request_log_content)};
   if (options.model_dir.empty()) {
     std::fprintf(stderr, "mtla-server: --model_dir is required\n");
     return 2;

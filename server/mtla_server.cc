@@ -59,7 +59,8 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
-  server->services_.push_back(std::make_unique<TextGenerationService>(server->engine_, server->call_reporter_));
+  server->services_.push_back(
+      std::make_unique<TextGenerationService>(server->engine_, server->call_reporter_));
   server->services_.push_back(
       std::make_unique<ModelsService>(server->engine_, model_name));
   SpeechSessionOptions speech_defaults;

@@ -128,6 +128,23 @@ CallReport TranslateReport(const grpc::ServerContextBase& context) {
   return report;
 }
 
+// A session update of a call started at `start`, into its report: the first
+// translated token (interim hypotheses aside), and each final result.
+void RecordUpdate(const SegmentUpdate& update, std::chrono::steady_clock::time_point start,
+                  bool content, CallReport* report) {
+  if (!update.token_ids.empty() && report->ttft_seconds < 0 && !update.is_interim) {
+    report->ttft_seconds = SecondsSince(start);
+  }
+  if (!update.is_final) return;
+  ++report->segments;
+  report->generated_tokens += static_cast<int64_t>(update.token_ids.size());
+  if (!content) return;
+  report->output_token_ids.insert(report->output_token_ids.end(), update.token_ids.begin(),
+                                  update.token_ids.end());
+  if (!report->text.empty() && !update.text.empty()) report->text.push_back(' ');
+  report->text += update.text;
+}
+
 using StreamRequest = v1::StreamingTranslateRequest;
 using StreamResponse = v1::StreamingTranslateResponse;
 
@@ -335,7 +352,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     }
     if (session_) {
       for (SegmentUpdate& update : session_->TakeUpdates()) {
-        Record(update);
+        RecordUpdate(update, start_, reporter_ && reporter_->wants_content(), &report_);
         StreamResponse response;
         *response.mutable_result() = ToWire(update);
         outbox_.push_back(std::move(response));
@@ -353,22 +370,6 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     outbox_.pop_front();
     writing_ = true;
     StartWrite(&response_);
-  }
-
-  // A session update, into the call's report.
-  void Record(const SegmentUpdate& update) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
-    if (!update.token_ids.empty() && report_.ttft_seconds < 0 && !update.is_interim) {
-      report_.ttft_seconds = SecondsSince(start_);
-    }
-    if (!update.is_final) return;
-    ++report_.segments;
-    report_.generated_tokens += static_cast<int64_t>(update.token_ids.size());
-    if (reporter_ && reporter_->wants_content()) {
-      report_.output_token_ids.insert(report_.output_token_ids.end(), update.token_ids.begin(),
-                                      update.token_ids.end());
-      if (!report_.text.empty() && !update.text.empty()) report_.text.push_back(' ');
-      report_.text += update.text;
-    }
   }
 
   grpc::CallbackServerContext* const context_;
@@ -468,19 +469,8 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
       absl::MutexLock lock(&mu_);
       if (session_ == nullptr || starting_ || finished_) return;
       for (const SegmentUpdate& u : session_->TakeUpdates()) {
-        if (!u.token_ids.empty() && report_.ttft_seconds < 0 && !u.is_interim) {
-          report_.ttft_seconds = SecondsSince(start_);
-        }
-        if (!u.is_final) continue;
-        *response_->add_results() = ToWire(u);
-        ++report_.segments;
-        report_.generated_tokens += static_cast<int64_t>(u.token_ids.size());
-        if (reporter_ && reporter_->wants_content()) {
-          report_.output_token_ids.insert(report_.output_token_ids.end(), u.token_ids.begin(),
-                                          u.token_ids.end());
-          if (!report_.text.empty() && !u.text.empty()) report_.text.push_back(' ');
-          report_.text += u.text;
-        }
+        RecordUpdate(u, start_, reporter_ && reporter_->wants_content(), &report_);
+        if (u.is_final) *response_->add_results() = ToWire(u);
       }
       if (!session_->done()) return;
       finished_ = true;

@@ -68,9 +68,9 @@ std::vector<prometheus::MetricFamily> ProcessCollector::Collect() const {
                               MetricType::Counter, cpu));
     families.push_back(Family("process_virtual_memory_bytes", "Virtual memory size in bytes.",
                               MetricType::Gauge, std::stod(stat[23 - 3])));
-    families.push_back(Family("process_resident_memory_bytes", "Resident memory size in bytes.",
-                              MetricType::Gauge,
-                              std::stod(stat[24 - 3]) * static_cast<double>(sysconf(_SC_PAGESIZE))));
+    families.push_back(
+        Family("process_resident_memory_bytes", "Resident memory size in bytes.", MetricType::Gauge,
+               std::stod(stat[24 - 3]) * static_cast<double>(sysconf(_SC_PAGESIZE))));
     double boot = 0;
     if (ReadBootTime(&boot)) {
       families.push_back(Family("process_start_time_seconds",

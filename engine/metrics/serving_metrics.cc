@@ -122,7 +122,8 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   };
 
   ttft_ = histogram("mtla_time_to_first_token_seconds",
-                    "Time from a request's arrival to its first generated token (interim decodes excluded), in seconds.",
+                    "Time from a request's arrival to its first generated token (interim decodes "
+                    "excluded), in seconds.",
                     TimeToFirstTokenBuckets());
   itl_ = histogram("mtla_inter_token_latency_seconds",
                    "Time between consecutive generated tokens of a request, in seconds.",
@@ -158,9 +159,10 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
       histogram("mtla_request_time_per_output_token_seconds",
                 "Mean time per generated token after the first, per finished request, in seconds.",
                 InterTokenLatencyBuckets());
-  prefill_time_ = histogram("mtla_request_prefill_time_seconds",
-                            "Time from a request's first scheduling to its first token, in seconds.",
-                            RequestLatencyBuckets());
+  prefill_time_ =
+      histogram("mtla_request_prefill_time_seconds",
+                "Time from a request's first scheduling to its first token, in seconds.",
+                RequestLatencyBuckets());
   decode_time_ = histogram("mtla_request_decode_time_seconds",
                            "Time from a request's first token to its last, in seconds.",
                            RequestLatencyBuckets());

@@ -214,8 +214,9 @@ absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
   if (front_end_.tokenizer) {
     segment->detokenizer = std::make_unique<IncrementalDetokenizer>(front_end_.tokenizer);
   }
-  ASSIGN_OR_RETURN(segment->stream, Submit(std::move(features), RequestKind::kSpeechSegment, options_.beam_size,
-                                           &segment->encode_seconds, &segment->submitted_at));
+  ASSIGN_OR_RETURN(segment->stream,
+                   Submit(std::move(features), RequestKind::kSpeechSegment, options_.beam_size,
+                          &segment->encode_seconds, &segment->submitted_at));
   {
     absl::MutexLock lock(&mu_);
     active_.push_back(segment);
@@ -247,8 +248,8 @@ absl::Status SpeechSession::MaybeInterim() {
   segment->start_seconds = segment_start_sample_ / kSampleRate;
   segment->end_seconds = samples_16k_ / kSampleRate;
   segment->interim = true;
-  ASSIGN_OR_RETURN(segment->stream, Submit(features_, RequestKind::kInterim, /*beam_size=*/1, &segment->encode_seconds,
-                                           &segment->submitted_at));
+  ASSIGN_OR_RETURN(segment->stream, Submit(features_, RequestKind::kInterim, /*beam_size=*/1,
+                                           &segment->encode_seconds, &segment->submitted_at));
   {
     absl::MutexLock lock(&mu_);
     active_.push_back(segment);

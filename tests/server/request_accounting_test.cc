@@ -144,7 +144,10 @@ TEST_F(RequestAccountingTest, ClientDeadlineIsDeadlineExceededNotCancelled) {
   ASSERT_EQ(late, 1) << "no call ran out of its deadline";
   WaitForCalls(ok + late);
   EXPECT_EQ(Requests("status=\"deadline_exceeded\""), 1);
-  EXPECT_EQ(Requests("finished_reason=\"abort\",model_name=\"llama_mtla_s2\",status=\"deadline_exceeded\""), 1);
+  EXPECT_EQ(
+      Requests(
+          "finished_reason=\"abort\",model_name=\"llama_mtla_s2\",status=\"deadline_exceeded\""),
+      1);
   EXPECT_EQ(Requests("status=\"cancelled\""), 0);
   EXPECT_EQ(Requests("status=\"ok\""), ok);
 }
