@@ -447,7 +447,12 @@ TEST_F(ServerTest, ConcurrentClientsWithPreemption) {
   EXPECT_GT(*preemptions, 0) << "the cache was meant to force preemption";
   EXPECT_EQ(*preemptions, static_cast<double>(server_->engine()->stats().preemptions));
   EXPECT_GT(preempted_requests, 0);
-  EXPECT_EQ(MetricOr0(metrics, "mtla_requests_total", "status=\"ok\""), 32.0);
+  // A call is counted when it ends on the server (its OnDone), just after
+  // its client saw the status.
+  EXPECT_TRUE(WaitFor(
+      [&] { return MetricOr0(Metrics(), "mtla_requests_total", "status=\"ok\"") >= 32.0; }, 5.0,
+      5));
+  EXPECT_EQ(MetricOr0(Metrics(), "mtla_requests_total", "status=\"ok\""), 32.0);
 }
 
 // TryCancel mid-stream: the server cancels the request and its cache blocks
@@ -478,7 +483,10 @@ TEST_F(SharedServerTest, ClientCancelReturnsCacheBlocks) {
     EXPECT_TRUE(WaitFor([&] { return MetricOr0(Metrics(), "mtla_kv_cache_blocks_used") == before; },
                         3.0, 5));
     EXPECT_TRUE(WaitFor([&] { return engine->stats().in_flight == 0; }, 3.0));
-    cancelled_midway = RequestsWithStatus("cancelled") == cancelled_before + 1 && saw_blocks;
+    // Counted when the call ends on the server (OnDone), just after the client saw it.
+    cancelled_midway =
+        saw_blocks &&
+        WaitFor([&] { return RequestsWithStatus("cancelled") == cancelled_before + 1; }, 1.0, 5);
   }
   EXPECT_TRUE(cancelled_midway) << "the request always ended before the cancellation took effect";
   ExpectReferenceServed();
@@ -558,7 +566,7 @@ TEST_F(ServerTest, QueueFullIsResourceExhausted) {
     refused = true;
   }
   EXPECT_TRUE(refused) << "never had two requests in flight when the third arrived";
-  EXPECT_GE(RequestsWithStatus("resource_exhausted"), 1.0);
+  EXPECT_TRUE(WaitFor([&] { return RequestsWithStatus("resource_exhausted") >= 1.0; }, 3.0, 5));
   ExpectReferenceServed();
 }
 
@@ -721,8 +729,10 @@ TEST_F(ServerTest, MetricsAreExposedAndValid) {
   std::string text;
   ASSERT_TRUE(WaitFor([&] {
     text = Metrics();
+    // The six calls are counted when they end on the server (OnDone).
     return MetricOr0(text, "mtla_kv_cache_blocks_used") == 0 &&
-           MetricOr0(text, "mtla_num_requests_running") == 0;
+           MetricOr0(text, "mtla_num_requests_running") == 0 &&
+           MetricOr0(text, "mtla_requests_total") == 6;
   }, 3.0, 5)) << text;
   const char* names[] = {
       "mtla_time_to_first_token_seconds", "mtla_inter_token_latency_seconds",
