@@ -33,6 +33,13 @@ ABSL_FLAG(double, engine_stall_seconds, 60,
           "Health turns NOT_SERVING when requests are in flight and the engine has made no "
           "progress for this long (a hung step); a backend failure turns it NOT_SERVING for good");
 ABSL_FLAG(double, drain_grace_seconds, 30, "How long in-flight requests may run after SIGTERM");
+// Per-call logging (server/request_log.h, docs/observability.md).
+ABSL_FLAG(std::string, request_log, "all",
+          "One JSON line on stderr per finished inference call: off | errors (non-OK calls "
+          "only) | all");
+ABSL_FLAG(bool, request_log_content, false,
+          "Add prompt and output token ids and the output text to --request_log lines (audio "
+          "is never logged)");
 // Transport security (server/server_credentials.h) and connection management
 // (server/connection_options.h); docs/deployment.md.
 ABSL_FLAG(std::string, tls_cert_file, "",
@@ -98,6 +105,14 @@ int main(int argc, char** argv) {
       .max_connection_age_grace_seconds = absl::GetFlag(FLAGS_max_connection_age_grace_seconds),
       .keepalive_min_client_ping_interval_seconds =
           absl::GetFlag(FLAGS_keepalive_min_client_ping_interval_seconds)};
+  absl::StatusOr<mtla::RequestLogLevel> request_log =
+      mtla::ParseRequestLogLevel(absl::GetFlag(FLAGS_request_log));
+  if (!request_log.ok()) {
+    std::fprintf(stderr, "mtla-server: %s\n", std::string(request_log.status().message()).c_str());
+    return 2;
+  }
+  options.request_log = {.level = *request_log,
+                         .content = absl::GetFlag(FLAGS_request_log_content)};
   if (options.model_dir.empty()) {
     std::fprintf(stderr, "mtla-server: --model_dir is required\n");
     return 2;

@@ -44,6 +44,8 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
                                      ? DefaultServedModelName(options.model_dir)
                                      : options.served_model_name;
   server->metrics_ = std::make_shared<ServingMetrics>(model_name);
+  server->call_reporter_ =
+      std::make_shared<CallReporter>(server->metrics_, model_name, options.request_log);
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -57,8 +59,8 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
-  server->services_.push_back(
-      std::make_unique<TextGenerationService>(server->engine_, server->text_));
+  server->services_.push_back(std::make_unique<TextGenerationService>(
+      server->engine_, server->text_, server->call_reporter_));
   server->services_.push_back(std::make_unique<ModelsService>(server->engine_, server->speech_,
                                                               model_name, server->text_));
   SpeechSessionOptions speech_defaults;
@@ -66,7 +68,7 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   speech_defaults.max_chunk_bytes = options.max_audio_chunk_bytes;
   server->services_.push_back(
       std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults, model_name,
-                                                 server->speech_calls_));
+                                                 server->speech_calls_, server->call_reporter_));
   // Reflection: v1alpha from gRPC's plugin, v1 from our own service, both
   // listing the same services (tests/server/grpc_conventions_test.cc checks
   // that the two lists agree, so a service added above must be named here).
@@ -86,7 +88,7 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
 
   if (!options.metrics_address.empty()) {
     auto metrics_http = http::MetricsHttpServer::Start(options.metrics_address,
-                                                       server->metrics_->registry());
+                                                       server->metrics_->exposition());
     if (!metrics_http.ok()) {
       return absl::Status(metrics_http.status().code(),
                           absl::StrCat("--metrics_listen: ", metrics_http.status().message()));

@@ -24,6 +24,7 @@
 #include "grpcpp/server.h"
 #include "engine/speech/speech_model.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "server/call_reporter.h"
 #include "server/connection_options.h"
 #include "server/engine_holder.h"
 #include "server/http/metrics_http_server.h"
@@ -64,6 +65,8 @@ struct ServerOptions {
   // Transport: TLS / mutual TLS (plaintext when empty), keepalive and connection age.
   ServerTlsOptions tls;
   ConnectionOptions connection;
+  // One log line per finished inference call (server/request_log.h).
+  RequestLogOptions request_log;
 };
 
 // The model name a server reports when --served_model_name is not given: the
@@ -112,6 +115,7 @@ class MtlaServer {
   std::unique_ptr<SpeechModel> speech_model_;  // encoder + projector (decoder moved to the engine)
   std::unique_ptr<Tokenizer> tokenizer_;
   std::shared_ptr<ServingMetrics> metrics_;
+  std::shared_ptr<const CallReporter> call_reporter_;  // counts and logs every call's end
   std::vector<std::unique_ptr<grpc::Service>> services_;
   std::unique_ptr<grpc::Server> server_;
   std::unique_ptr<http::MetricsHttpServer> metrics_http_;

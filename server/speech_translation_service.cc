@@ -188,6 +188,35 @@ v1::SegmentResult ToWire(const SegmentUpdate& u) {
 
 namespace {
 
+// A Translate call's report before anything happened.
+CallReport TranslateReport(const grpc::ServerContextBase& context) {
+  CallReport report;
+  report.request_id = CallRequestId("", context);
+  report.method = "mtla.v1.SpeechTranslation/Translate";
+  report.finished_reason = "end_of_audio";
+  report.generated_tokens = 0;
+  report.segments = 0;
+  report.audio_seconds = 0;
+  return report;
+}
+
+// A session update of a call started at `start`, into its report: the first
+// translated token (interim hypotheses aside), and each final result.
+void RecordUpdate(const SegmentUpdate& update, std::chrono::steady_clock::time_point start,
+                  bool content, CallReport* report) {
+  if (!update.token_ids.empty() && report->ttft_seconds < 0 && !update.is_interim) {
+    report->ttft_seconds = SecondsSince(start);
+  }
+  if (!update.is_final) return;
+  ++report->segments;
+  report->generated_tokens += static_cast<int64_t>(update.token_ids.size());
+  if (!content) return;
+  report->output_token_ids.insert(report->output_token_ids.end(), update.token_ids.begin(),
+                                  update.token_ids.end());
+  if (!report->text.empty() && !update.text.empty()) report->text.push_back(' ');
+  report->text += update.text;
+}
+
 using StreamRequest = v1::StreamingTranslateRequest;
 using StreamResponse = v1::StreamingTranslateResponse;
 
@@ -200,8 +229,20 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   StreamingTranslateReactor(grpc::CallbackServerContext* context,
                             absl::StatusOr<std::shared_ptr<const SpeechFrontEnd>> front_end,
                             const SpeechSessionOptions& defaults, std::string model_name,
-                            OpenCalls& calls)
-      : context_(context), defaults_(defaults), model_name_(std::move(model_name)) {
+                            OpenCalls& calls, std::shared_ptr<const CallReporter> reporter)
+      : context_(context),
+        reporter_(std::move(reporter)),
+        defaults_(defaults),
+        model_name_(std::move(model_name)) {
+    {
+      absl::MutexLock lock(&mu_);
+      report_.request_id = CallRequestId("", *context_);
+      report_.method = "mtla.v1.SpeechTranslation/StreamingTranslate";
+      report_.finished_reason = "end_of_audio";
+      report_.generated_tokens = 0;
+      report_.segments = 0;
+      report_.audio_seconds = 0;
+    }
     admitted_ = calls.Admit([this](const absl::Status& status) { End(ToGrpcStatus(status)); });
     if (admitted_ == nullptr) {
       Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
@@ -226,6 +267,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       // A cancelled call is not a half-close: its pending audio must not be
       // encoded and decoded as a last segment.
       if (cancelled_.load() || context_->IsCancelled()) {
+        // Its segments end as the call did: cancelled, or deadline_exceeded.
+        if (session != nullptr) session->Cancel(CancellationReason(*context_));
         Fail(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
         return;
       }
@@ -240,6 +283,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
         return;
       }
       if (cancelled_.load()) {  // OnCancel ran during FinishAudio: stop its last segment
+        session->Cancel(CancellationReason(*context_));
         Fail(grpc::Status(grpc::StatusCode::CANCELLED, "the call was cancelled"));
         return;
       }
@@ -269,7 +313,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       }
       MaybeWrite();
       // An OnCancel that ran before the session existed had nothing to stop.
-      if (cancelled_.load()) session->Cancel();
+      if (cancelled_.load()) session->Cancel(CancellationReason(*context_));
     } else {
       const auto received = std::chrono::steady_clock::now();
       absl::Status s = ContinueStreamingSession(request_, *session);
@@ -307,16 +351,30 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     EnterReaction();
     cancelled_.store(true);
     // OnDone (the only place the session is destroyed) runs after OnCancel.
-    if (SpeechSession* session = CurrentSession()) session->Cancel();
+    if (SpeechSession* session = CurrentSession()) session->Cancel(CancellationReason(*context_));
   }
 
   void OnDone() override {
     EnterReaction();
     if (admitted_) admitted_->Release();  // waits for an End() in progress
     std::unique_ptr<SpeechSession> session;
+    CallReport report;
+    grpc::Status sent;
     {
       absl::MutexLock lock(&mu_);
       session = std::move(session_);
+      report = std::move(report_);
+      sent = final_status_;
+    }
+    if (reporter_) {
+      // Every reaction is over: the reader's state is stable.
+      if (session) report.audio_seconds = session->processed_seconds();
+      report.code = CallOutcome(*context_, sent);
+      report.error = report.code == sent.error_code()
+                         ? sent.error_message()
+                         : std::string(CancellationReason(*context_).message());
+      report.total_seconds = SecondsSince(start_);
+      reporter_->CallEnded(std::move(report));
     }
     // Outside mu_: the destructor detaches the session from the engine's
     // streams and waits for engine callbacks still running, which take mu_
@@ -373,6 +431,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     }
     if (session_) {
       for (SegmentUpdate& update : session_->TakeUpdates()) {
+        RecordUpdate(update, start_, reporter_ && reporter_->wants_content(), &report_);
         StreamResponse response;
         *response.mutable_result() = ToWire(update);
         outbox_.push_back(std::move(response));
@@ -381,8 +440,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     if (outbox_.empty()) {
       if (reads_done_ && session_ && session_->done()) {
         finished_ = true;
-        absl::Status error = session_->error();
-        Finish(ToGrpcStatus(error));
+        final_status_ = ToGrpcStatus(session_->error());
+        Finish(final_status_);
       }
       return;
     }
@@ -393,6 +452,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   }
 
   grpc::CallbackServerContext* const context_;
+  const std::shared_ptr<const CallReporter> reporter_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (draining)
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> ended_{false};
@@ -410,7 +471,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
-  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);
+  grpc::Status final_status_ ABSL_GUARDED_BY(mu_);  // what Finish() sent
+  CallReport report_ ABSL_GUARDED_BY(mu_);
 };
 
 // Runs a session over the whole request; finishes when every segment is final.
@@ -418,11 +480,17 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
 // the reactor, so Finish is the last thing any thread does with `this`.
 class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
  public:
-  explicit TranslateReactor(v1::TranslateResponse* response) : response_(response) {}
+  TranslateReactor(grpc::CallbackServerContext* context, v1::TranslateResponse* response,
+                   std::shared_ptr<const CallReporter> reporter)
+      : context_(context), response_(response), reporter_(std::move(reporter)) {}
 
   void Start(std::shared_ptr<const SpeechFrontEnd> front_end, const v1::TranslateRequest& request,
              const SpeechSessionOptions& defaults, const std::string& model_name) {
     front_end_ = std::move(front_end);
+    {
+      absl::MutexLock lock(&mu_);
+      report_ = TranslateReport(*context_);
+    }
     absl::StatusOr<SpeechSessionOptions> options =
         ToSessionOptions(request.config(), *front_end_, defaults);
     if (!options.ok()) return Done(ToGrpcStatus(options.status()));
@@ -454,15 +522,28 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
   void OnCancel() override {
     EnterReaction();
     absl::MutexLock lock(&mu_);
-    if (session_) session_->Cancel();
+    if (session_) session_->Cancel(CancellationReason(*context_));
   }
 
   void OnDone() override {
     EnterReaction();
     std::unique_ptr<SpeechSession> session;
+    CallReport report;
+    grpc::Status sent;
     {
       absl::MutexLock lock(&mu_);
       session = std::move(session_);
+      report = std::move(report_);
+      sent = sent_;
+    }
+    if (reporter_) {
+      if (session) report.audio_seconds = session->processed_seconds();
+      report.code = CallOutcome(*context_, sent);
+      report.error = report.code == sent.error_code()
+                         ? sent.error_message()
+                         : std::string(CancellationReason(*context_).message());
+      report.total_seconds = SecondsSince(start_);
+      reporter_->CallEnded(std::move(report));
     }
     session.reset();  // waits for engine callbacks still running into the session
     delete this;
@@ -475,6 +556,7 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
       absl::MutexLock lock(&mu_);
       if (session_ == nullptr || starting_ || finished_) return;
       for (const SegmentUpdate& u : session_->TakeUpdates()) {
+        RecordUpdate(u, start_, reporter_ && reporter_->wants_content(), &report_);
         if (u.is_final) *response_->add_results() = ToWire(u);
       }
       if (!session_->done()) return;
@@ -485,6 +567,7 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
                        [](const v1::SegmentResult& a, const v1::SegmentResult& b) {
                          return a.segment_index() < b.segment_index();
                        });
+      sent_ = status;
     }
     Finish(status);  // OnDone may follow at once: nothing touches `this` after
   }
@@ -494,17 +577,23 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
       absl::MutexLock lock(&mu_);
       if (finished_) return;
       finished_ = true;
+      sent_ = status;
       if (session_) session_->Cancel();
     }
     Finish(status);
   }
 
+  grpc::CallbackServerContext* const context_;
   v1::TranslateResponse* const response_;
+  const std::shared_ptr<const CallReporter> reporter_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   std::shared_ptr<const SpeechFrontEnd> front_end_;
   absl::Mutex mu_;
   std::unique_ptr<SpeechSession> session_ ABSL_GUARDED_BY(mu_);
   bool starting_ ABSL_GUARDED_BY(mu_) = true;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  grpc::Status sent_ ABSL_GUARDED_BY(mu_);  // what Finish() sent
+  CallReport report_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace
@@ -512,26 +601,33 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
 grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
 SpeechTranslationService::StreamingTranslate(grpc::CallbackServerContext* context) {
   return new StreamingTranslateReactor(context, front_end_->ForCall(), defaults_, model_name_,
-                                       *calls_);
+                                       *calls_, reporter_);
 }
 
 grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServerContext* context,
                                                               const v1::TranslateRequest* request,
                                                               v1::TranslateResponse* response) {
-  absl::StatusOr<std::shared_ptr<const SpeechFrontEnd>> acquired = front_end_->ForCall();
-  if (!acquired.ok()) {
+  // A call refused here has no reactor of ours: it is reported as refused.
+  auto refuse = [&](const grpc::Status& status) {
+    if (reporter_) {
+      CallReport report = TranslateReport(*context);
+      report.code = status.error_code();
+      report.error = status.error_message();
+      report.total_seconds = 0;
+      reporter_->CallEnded(std::move(report));
+    }
     grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(ToGrpcStatus(acquired.status()));
+    reactor->Finish(status);
     return reactor;
-  }
+  };
+  absl::StatusOr<std::shared_ptr<const SpeechFrontEnd>> acquired = front_end_->ForCall();
+  if (!acquired.ok()) return refuse(ToGrpcStatus(acquired.status()));
   std::shared_ptr<const SpeechFrontEnd> front_end = std::move(*acquired);
   if (front_end->engine->draining()) {  // a new call: refused (see the header)
-    grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-    reactor->Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                                 "server is draining; retry on another replica"));
-    return reactor;
+    return refuse(grpc::Status(grpc::StatusCode::UNAVAILABLE,
+                               "server is draining; retry on another replica"));
   }
-  auto* translate = new TranslateReactor(response);
+  auto* translate = new TranslateReactor(context, response, reporter_);
   translate->Start(std::move(front_end), *request, defaults_, model_name_);
   return translate;
 }

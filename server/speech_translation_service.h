@@ -22,6 +22,7 @@
 #include "engine/streaming/speech_session.h"
 #include "mtla/v1/models.pb.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
+#include "server/call_reporter.h"
 #include "server/open_calls.h"
 #include "server/speech_front_end_holder.h"
 
@@ -29,14 +30,17 @@ namespace mtla {
 
 class SpeechTranslationService final : public v1::SpeechTranslation::CallbackService {
  public:
-  // `model_name`: the served name TranslationMetadata.model reports.
+  // `model_name`: the served name TranslationMetadata.model reports;
+  // `reporter` (may be null) accounts every call when it ends.
   SpeechTranslationService(std::shared_ptr<SpeechFrontEndHolder> front_end,
                            SpeechSessionOptions defaults, std::string model_name,
-                           std::shared_ptr<OpenCalls> calls = std::make_shared<OpenCalls>())
+                           std::shared_ptr<OpenCalls> calls = std::make_shared<OpenCalls>(),
+                           std::shared_ptr<const CallReporter> reporter = nullptr)
       : front_end_(std::move(front_end)),
         defaults_(defaults),
         model_name_(std::move(model_name)),
-        calls_(std::move(calls)) {}
+        calls_(std::move(calls)),
+        reporter_(std::move(reporter)) {}
 
   grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
   StreamingTranslate(grpc::CallbackServerContext* context) override;
@@ -50,6 +54,7 @@ class SpeechTranslationService final : public v1::SpeechTranslation::CallbackSer
   SpeechSessionOptions defaults_;
   const std::string model_name_;
   std::shared_ptr<OpenCalls> calls_;
+  std::shared_ptr<const CallReporter> reporter_;
 };
 
 // The language pair `front_end` serves (empty when its model declares none).

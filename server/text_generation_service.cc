@@ -1,5 +1,6 @@
 #include "server/text_generation_service.h"
 
+#include <chrono>
 #include <optional>
 #include <string>
 #include <vector>
@@ -22,25 +23,37 @@ v1::FinishReason ToWire(FinishReason reason) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-// Writes the request's events in order, one write in flight at a time.
+// Writes the request's events in order, one write in flight at a time;
+// reports the call (CallReporter) from OnDone.
 class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1::GenerateResponse>> {
  public:
-  GenerateReactor(std::shared_ptr<Engine> engine, std::shared_ptr<const TextFrontEnd> text,
-                  const v1::GenerateRequest& wire)
-      : text_(std::move(text)) {
+  GenerateReactor(grpc::CallbackServerContext* context, std::shared_ptr<Engine> engine,
+                  std::shared_ptr<const TextFrontEnd> text, const v1::GenerateRequest& wire,
+                  std::shared_ptr<const CallReporter> reporter)
+      : context_(context), reporter_(std::move(reporter)), text_(std::move(text)) {
+    {
+      absl::MutexLock lock(&mu_);
+      report_.request_id = CallRequestId(wire.request_id(), *context_);
+      report_.method = "mtla.v1.TextGeneration/Generate";
+      report_.prompt_tokens = wire.prompt_token_ids_size();
+      report_.generated_tokens = 0;
+      if (reporter_ && reporter_->wants_content()) {
+        report_.prompt_token_ids.assign(wire.prompt_token_ids().begin(),
+                                        wire.prompt_token_ids().end());
+      }
+    }
     if (engine == nullptr) {
-      Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading"));
+      FinishCall(grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading"));
       return;
     }
     absl::StatusOr<GenerationRequest> request = ToGenerationRequest(wire, text_.get());
     if (!request.ok()) {
-      engine->CountRejected(request.status());
-      Finish(ToGrpcStatus(request.status()));
+      FinishCall(ToGrpcStatus(request.status()));
       return;
     }
     absl::StatusOr<std::shared_ptr<RequestStream>> stream = engine->Submit(std::move(*request));
     if (!stream.ok()) {
-      Finish(ToGrpcStatus(stream.status()));
+      FinishCall(ToGrpcStatus(stream.status()));
       return;
     }
     if (text_ != nullptr && text_->tokenizer != nullptr) {
@@ -67,7 +80,7 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
 
   void OnCancel() override {
     EnterReaction();
-    if (stream_) stream_->Cancel();
+    if (stream_) stream_->Cancel(CancellationReason(*context_));
   }
 
   void OnDone() override {
@@ -76,25 +89,47 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
       stream_->Cancel();  // no-op when already finished
       stream_->SetListener(nullptr);
     }
+    if (reporter_) {
+      CallReport report;
+      grpc::Status sent;
+      {
+        absl::MutexLock lock(&mu_);
+        report = std::move(report_);
+        sent = sent_;
+      }
+      report.code = CallOutcome(*context_, sent);
+      if (report.code != sent.error_code()) {
+        report.error = std::string(CancellationReason(*context_).message());
+      }
+      report.total_seconds = SecondsSince(start_);
+      reporter_->CallEnded(std::move(report));
+    }
     delete this;
   }
 
  private:
+  // Finish(), remembering what was sent for the report. Called once.
+  void FinishCall(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
+    absl::MutexLock lock(&mu_);
+    FinishLocked(status);
+  }
+
   void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
     GenerationEvent event;
     if (!stream_->Pop(&event)) return;
+    Record(event);
     if (write_failed_) {  // nobody reads any more: wait for the end, then Finish
       if (!event.finished) return;
       finished_ = true;
-      Finish(event.status.ok() ? grpc::Status(grpc::StatusCode::CANCELLED, "write failed")
-                               : ToGrpcStatus(event.status));
+      FinishLocked(event.status.ok() ? grpc::Status(grpc::StatusCode::CANCELLED, "write failed")
+                                     : ToGrpcStatus(event.status));
       return;
     }
     if (event.finished && !event.status.ok()) {
       finished_ = true;
-      Finish(ToGrpcStatus(event.status));
+      FinishLocked(ToGrpcStatus(event.status));
       return;
     }
     response_.Clear();
@@ -114,6 +149,8 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
       timing->set_time_to_first_token_seconds(event.timing.time_to_first_token_seconds);
       timing->set_total_seconds(event.timing.total_seconds);
       timing->set_num_preemptions(event.timing.num_preemptions);
+      sent_ = grpc::Status::OK;
+      report_.error.clear();
       StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
       return;
     }
@@ -121,11 +158,37 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
     StartWrite(&response_);
   }
 
+  // The engine's output, into the call's report.
+  void Record(const GenerationEvent& event) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    report_.generated_tokens += static_cast<int64_t>(event.tokens.size());
+    if (reporter_ && reporter_->wants_content()) {
+      report_.output_token_ids.insert(report_.output_token_ids.end(), event.tokens.begin(),
+                                      event.tokens.end());
+    }
+    if (!event.finished || !event.status.ok()) return;
+    report_.finished_reason = FinishReasonName(event.finish_reason);
+    report_.prompt_tokens = event.prompt_tokens;
+    report_.generated_tokens = event.generated_tokens;
+    report_.queue_seconds = event.timing.queue_seconds;
+    report_.ttft_seconds = event.timing.time_to_first_token_seconds;
+  }
+
+  void FinishLocked(const grpc::Status& status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    sent_ = status;
+    report_.error = status.error_message();
+    Finish(status);
+  }
+
+  grpc::CallbackServerContext* const context_;
+  const std::shared_ptr<const CallReporter> reporter_;
+  const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   const std::shared_ptr<const TextFrontEnd> text_;  // keeps the tokenizer alive
   std::shared_ptr<RequestStream> stream_;
   absl::Mutex mu_;
   // Set when the model has a tokenizer: the call's text so far.
   std::optional<IncrementalDetokenizer> detokenizer_ ABSL_GUARDED_BY(mu_);
+  CallReport report_ ABSL_GUARDED_BY(mu_);
+  grpc::Status sent_ ABSL_GUARDED_BY(mu_);  // what Finish() sent
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
@@ -216,7 +279,7 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* TextGenerationService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
   // The front end is published before the engine: seeing the engine implies it.
   std::shared_ptr<Engine> engine = engine_->Get();
-  return new GenerateReactor(std::move(engine), text_->Get(), *request);
+  return new GenerateReactor(context, std::move(engine), text_->Get(), *request, reporter_);
 }
 
 grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerContext* context,

@@ -14,6 +14,7 @@
 #include "absl/status/statusor.h"
 #include "engine/serving/engine.h"
 #include "mtla/v1/text_generation.grpc.pb.h"
+#include "server/call_reporter.h"
 #include "server/engine_holder.h"
 #include "server/text_front_end.h"
 
@@ -21,9 +22,12 @@ namespace mtla {
 
 class TextGenerationService final : public v1::TextGeneration::CallbackService {
  public:
+  // `text` (may be null): the tokenizer for `prompt` and `text`; `reporter`
+  // (may be null) accounts every Generate call when it ends.
   TextGenerationService(std::shared_ptr<EngineHolder> engine,
-                        std::shared_ptr<TextFrontEndHolder> text)
-      : engine_(std::move(engine)), text_(std::move(text)) {}
+                        std::shared_ptr<TextFrontEndHolder> text,
+                        std::shared_ptr<const CallReporter> reporter = nullptr)
+      : engine_(std::move(engine)), text_(std::move(text)), reporter_(std::move(reporter)) {}
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
@@ -37,6 +41,7 @@ class TextGenerationService final : public v1::TextGeneration::CallbackService {
  private:
   std::shared_ptr<EngineHolder> engine_;
   std::shared_ptr<TextFrontEndHolder> text_;
+  std::shared_ptr<const CallReporter> reporter_;
 };
 
 // Maps the wire request onto the engine's; InvalidArgument names the field.

@@ -9,6 +9,16 @@
 #include <cmath>
 #include <vector>
 
+#include "absl/status/status.h"
+#include "engine/metrics/process_collector.h"
+
+#ifndef MTLA_VERSION
+#define MTLA_VERSION "unknown"
+#endif
+#ifndef MTLA_BUILD_TYPE
+#define MTLA_BUILD_TYPE "unknown"
+#endif
+
 namespace mtla {
 namespace {
 
@@ -52,24 +62,52 @@ const Buckets& RealTimeFactorBuckets() {
   return b;
 }
 
-// gRPC status codes pre-created on mtla_requests_total so that the series
-// exist (at 0) before the first request.
-constexpr const char* kCommonStatuses[] = {
-    "ok",          "cancelled",         "invalid_argument", "resource_exhausted",
-    "unavailable", "deadline_exceeded", "out_of_range",     "internal",
+// vLLM's 1-2-5 buckets for token counts per request (prompt, generation,
+// max_tokens), here up to 50000 tokens.
+const Buckets& TokenCountBuckets() {
+  static const Buckets b = {1,    2,    5,    10,   20,    50,    100,   200,  500,
+                            1000, 2000, 5000, 10000, 20000, 50000};
+  return b;
+}
+
+// vLLM's buckets for the tokens scheduled in one engine step.
+const Buckets& IterationTokenBuckets() {
+  static const Buckets b = {1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384};
+  return b;
+}
+
+// Series pre-created (at 0) so that ratios and alerts have them before the
+// first call: the finished reasons of a successful call, and the common
+// error statuses (finished_reason "abort").
+constexpr const char* kOkReasons[] = {"eos", "stop", "length", "end_of_audio"};
+constexpr const char* kSegmentOkReasons[] = {"eos", "length"};
+constexpr const char* kErrorStatuses[] = {
+    "cancelled",         "invalid_argument", "resource_exhausted", "unavailable",
+    "deadline_exceeded", "out_of_range",     "internal",           "unimplemented",
 };
 
-// Family::Add returns the existing series for labels already added (under the
-// family's lock), so this is thread-safe and creates a status on first use.
-prometheus::Counter& RequestCounter(prometheus::Family<prometheus::Counter>& family,
-                                    const std::string& model_name, const std::string& status) {
-  return family.Add({{"model_name", model_name}, {"status", status}});
-}
+// The registry and the process metrics, collected together.
+class Exposition final : public prometheus::Collectable {
+ public:
+  explicit Exposition(std::shared_ptr<prometheus::Registry> registry)
+      : registry_(std::move(registry)) {}
+  std::vector<prometheus::MetricFamily> Collect() const override {
+    std::vector<prometheus::MetricFamily> families = registry_->Collect();
+    for (prometheus::MetricFamily& f : process_.Collect()) families.push_back(std::move(f));
+    return families;
+  }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  ProcessCollector process_;
+};
 
 }  // namespace
 
 ServingMetrics::ServingMetrics(const std::string& model_name)
-    : registry_(std::make_shared<prometheus::Registry>()), model_name_(model_name) {
+    : registry_(std::make_shared<prometheus::Registry>()),
+      exposition_(std::make_shared<Exposition>(registry_)),
+      model_name_(model_name) {
   const prometheus::Labels labels = {{"model_name", model_name_}};
   auto& reg = *registry_;
 
@@ -84,7 +122,8 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   };
 
   ttft_ = histogram("mtla_time_to_first_token_seconds",
-                    "Time from the request's arrival to its first generated token, in seconds.",
+                    "Time from a request's arrival to its first generated token (interim decodes "
+                    "excluded), in seconds.",
                     TimeToFirstTokenBuckets());
   itl_ = histogram("mtla_inter_token_latency_seconds",
                    "Time between consecutive generated tokens of a request, in seconds.",
@@ -103,6 +142,34 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   rtf_ = histogram("mtla_real_time_factor",
                    "Processing time divided by audio duration, per speech segment.",
                    RealTimeFactorBuckets());
+  iteration_tokens_ = histogram("mtla_iteration_tokens",
+                                "Number of tokens scheduled in each engine step (vLLM's "
+                                "iteration_tokens_total).",
+                                IterationTokenBuckets());
+  request_prompt_tokens_ = histogram("mtla_request_prompt_tokens",
+                                     "Number of prompt tokens per finished request.",
+                                     TokenCountBuckets());
+  request_generation_tokens_ = histogram("mtla_request_generation_tokens",
+                                         "Number of generated tokens per finished request.",
+                                         TokenCountBuckets());
+  request_max_tokens_ = histogram("mtla_request_params_max_tokens",
+                                  "The max_new_tokens each finished request asked for.",
+                                  TokenCountBuckets());
+  time_per_output_token_ =
+      histogram("mtla_request_time_per_output_token_seconds",
+                "Mean time per generated token after the first, per finished request, in seconds.",
+                InterTokenLatencyBuckets());
+  prefill_time_ =
+      histogram("mtla_request_prefill_time_seconds",
+                "Time from a request's first scheduling to its first token, in seconds.",
+                RequestLatencyBuckets());
+  decode_time_ = histogram("mtla_request_decode_time_seconds",
+                           "Time from a request's first token to its last, in seconds.",
+                           RequestLatencyBuckets());
+  inference_time_ =
+      histogram("mtla_request_inference_time_seconds",
+                "Time from a request's first scheduling to its last token, in seconds.",
+                RequestLatencyBuckets());
   chunk_latency_ = histogram("mtla_chunk_response_latency_seconds",
                              "Time from receiving an audio chunk to queuing its response, in seconds.",
                              StepDurationBuckets());
@@ -126,25 +193,97 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
                          "Number of times a running request was preempted to free KV cache.");
   audio_seconds_ = counter("mtla_audio_seconds_total",
                            "Seconds of input audio processed by the speech service.");
-  segments_ = counter("mtla_segments_total",
-                      "Number of speech segments translated (final results sent).");
 
-  requests_ = &prometheus::BuildCounter()
-                   .Name("mtla_requests_total")
-                   .Help("Number of finished requests, by gRPC status code.")
-                   .Register(reg);
-  for (const char* status : kCommonStatuses) RequestCounter(*requests_, model_name_, status);
+  auto labelled_counter = [&](const char* name, const char* help) {
+    return &prometheus::BuildCounter().Name(name).Help(help).Register(reg);
+  };
+  requests_ = labelled_counter(
+      "mtla_requests_total",
+      "Number of finished RPCs, by gRPC status code and finished reason.");
+  segments_ = labelled_counter(
+      "mtla_segments_total",
+      "Number of speech segments submitted for translation, by outcome (status, finished "
+      "reason).");
+  interim_decodes_ = labelled_counter(
+      "mtla_interim_decodes_total",
+      "Number of interim-hypothesis decodes of speech streams, by gRPC status code.");
+  for (const char* reason : kOkReasons) CountRequestSeries(*requests_, "ok", reason);
+  for (const char* reason : kSegmentOkReasons) CountRequestSeries(*segments_, "ok", reason);
+  for (const char* status : kErrorStatuses) {
+    CountRequestSeries(*requests_, status, "abort");
+    CountRequestSeries(*segments_, status, "abort");
+  }
+  for (const char* status : {"ok", "cancelled"}) {
+    interim_decodes_->Add({{"model_name", model_name_}, {"status", status}});
+  }
+  cache_config_ = &prometheus::BuildGauge()
+                       .Name("mtla_cache_config_info")
+                       .Help("The KV cache's configuration in labels; the value is 1.")
+                       .Register(reg);
+  build_info_ = &prometheus::BuildGauge()
+                     .Name("mtla_build_info")
+                     .Help("The server's version, build type and backend in labels; the value "
+                           "is 1.")
+                     .Register(reg);
+  SetBuildInfo("none");  // until an engine says which backend serves
+}
+
+prometheus::Counter& ServingMetrics::CountRequestSeries(
+    prometheus::Family<prometheus::Counter>& family, std::string_view status,
+    std::string_view finished_reason) {
+  // Family::Add returns the existing series for labels already added (under
+  // the family's lock), so this is thread-safe.
+  return family.Add({{"model_name", model_name_},
+                     {"status", std::string(status)},
+                     {"finished_reason", std::string(finished_reason)}});
 }
 
 void ServingMetrics::ObserveTimeToFirstToken(double seconds) { ttft_->Observe(seconds); }
 void ServingMetrics::ObserveInterTokenLatency(double seconds) { itl_->Observe(seconds); }
-void ServingMetrics::ObserveEndToEndLatency(double seconds) { e2e_->Observe(seconds); }
 void ServingMetrics::ObserveQueueTime(double seconds) { queue_->Observe(seconds); }
 
 void ServingMetrics::ObserveStep(double seconds, int batch_size, int num_tokens) {
-  // num_tokens is accounted by AddPromptTokens / AddGenerationTokens.
   step_->Observe(seconds);
   batch_size_->Observe(batch_size);
+  iteration_tokens_->Observe(num_tokens);
+}
+
+void ServingMetrics::ObserveFinishedRequest(const FinishedRequestStats& s) {
+  e2e_->Observe(s.e2e_seconds);
+  request_prompt_tokens_->Observe(static_cast<double>(s.prompt_tokens));
+  request_generation_tokens_->Observe(static_cast<double>(s.generation_tokens));
+  request_max_tokens_->Observe(static_cast<double>(s.max_tokens));
+  prefill_time_->Observe(s.prefill_seconds);
+  decode_time_->Observe(s.decode_seconds);
+  inference_time_->Observe(s.inference_seconds);
+  // vLLM: decode time over the tokens after the first, when there are any.
+  if (s.generation_tokens > 1) {
+    time_per_output_token_->Observe(s.decode_seconds /
+                                    static_cast<double>(s.generation_tokens - 1));
+  }
+}
+
+void ServingMetrics::SetCacheConfig(const CacheConfigInfo& info) {
+  absl::MutexLock lock(&info_mu_);
+  if (cache_config_series_ != nullptr) cache_config_->Remove(cache_config_series_);
+  cache_config_series_ = &cache_config_->Add({{"model_name", model_name_},
+                                              {"block_slots", std::to_string(info.block_slots)},
+                                              {"block_size", std::to_string(info.block_tokens)},
+                                              {"down_rate", std::to_string(info.down_rate)},
+                                              {"num_blocks", std::to_string(info.num_blocks)},
+                                              {"cache_element_bytes",
+                                               std::to_string(info.element_bytes)}});
+  cache_config_series_->Set(1);
+}
+
+void ServingMetrics::SetBuildInfo(std::string_view backend) {
+  absl::MutexLock lock(&info_mu_);
+  if (build_info_series_ != nullptr) build_info_->Remove(build_info_series_);
+  build_info_series_ = &build_info_->Add({{"model_name", model_name_},
+                                          {"version", MTLA_VERSION},
+                                          {"build_type", MTLA_BUILD_TYPE},
+                                          {"backend", std::string(backend)}});
+  build_info_series_->Set(1);
 }
 
 void ServingMetrics::SetRequestsRunning(int n) { running_->Set(n); }
@@ -168,15 +307,28 @@ void ServingMetrics::AddGenerationTokens(int64_t n) {
 }
 void ServingMetrics::AddPreemptions(int64_t n) { preemptions_->Increment(static_cast<double>(n)); }
 
-void ServingMetrics::CountRequest(const std::string& status) {
-  RequestCounter(*requests_, model_name_, status).Increment();
+void ServingMetrics::CountRequest(std::string_view status, std::string_view finished_reason) {
+  CountRequestSeries(*requests_, status, finished_reason).Increment();
+}
+
+void ServingMetrics::CountSegment(std::string_view status, std::string_view finished_reason) {
+  CountRequestSeries(*segments_, status, finished_reason).Increment();
+}
+
+void ServingMetrics::CountInterimDecode(std::string_view status) {
+  interim_decodes_->Add({{"model_name", model_name_}, {"status", std::string(status)}})
+      .Increment();
 }
 
 void ServingMetrics::AddAudioSeconds(double seconds) { audio_seconds_->Increment(seconds); }
-void ServingMetrics::ObserveRealTimeFactor(double rtf) {
-  rtf_->Observe(rtf);
-  segments_->Increment();
-}
+void ServingMetrics::ObserveRealTimeFactor(double rtf) { rtf_->Observe(rtf); }
 void ServingMetrics::ObserveChunkLatency(double seconds) { chunk_latency_->Observe(seconds); }
+
+std::string StatusLabel(int code) {
+  std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));
+  std::transform(name.begin(), name.end(), name.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return name.empty() ? "unknown" : name;
+}
 
 }  // namespace mtla

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <cstdio>
+#include <ctime>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
@@ -52,6 +53,17 @@ const std::map<std::string, std::string>& ExpectedFamilies() {
       {"mtla_audio_seconds_total", "counter"},
       {"mtla_segments_total", "counter"},
       {"mtla_requests_total", "counter"},
+      {"mtla_interim_decodes_total", "counter"},
+      {"mtla_iteration_tokens", "histogram"},
+      {"mtla_request_prompt_tokens", "histogram"},
+      {"mtla_request_generation_tokens", "histogram"},
+      {"mtla_request_params_max_tokens", "histogram"},
+      {"mtla_request_time_per_output_token_seconds", "histogram"},
+      {"mtla_request_prefill_time_seconds", "histogram"},
+      {"mtla_request_decode_time_seconds", "histogram"},
+      {"mtla_request_inference_time_seconds", "histogram"},
+      {"mtla_cache_config_info", "gauge"},
+      {"mtla_build_info", "gauge"},
   };
   return families;
 }
@@ -115,6 +127,21 @@ std::string Series(const std::string& name, const std::string& extra_labels = ""
   return name + "{model_name=\"" + kModel + "\"" + extra_labels + "}";
 }
 
+// A series of mtla_requests_total or mtla_segments_total (prometheus-cpp
+// writes labels in name order).
+std::string Outcome(const std::string& name, const std::string& status,
+                    const std::string& finished_reason) {
+  return name + "{finished_reason=\"" + finished_reason + "\",model_name=\"" + kModel +
+         "\",status=\"" + status + "\"}";
+}
+
+// The families whose series carry labels beyond model_name (checked apart).
+bool Labelled(const std::string& name) {
+  return name == "mtla_requests_total" || name == "mtla_segments_total" ||
+         name == "mtla_interim_decodes_total" || name == "mtla_cache_config_info" ||
+         name == "mtla_build_info";
+}
+
 std::vector<std::string> ToStrings(const std::vector<double>& values) {
   std::vector<std::string> out;
   for (double v : values) {
@@ -130,23 +157,45 @@ TEST(ServingMetricsTest, FreshRegistryExposesEveryFamilyAtZero) {
   ServingMetrics m(kModel);
   const Exposition e = Parse(Expose(m));
   std::map<std::string, std::string> types(e.types.begin(), e.types.end());
-  EXPECT_EQ(types, ExpectedFamilies());
-  for (const auto& [name, type] : ExpectedFamilies()) {
+  // The cache's configuration appears once an engine set it.
+  std::map<std::string, std::string> expected = ExpectedFamilies();
+  expected.erase("mtla_cache_config_info");
+  EXPECT_EQ(types, expected);
+  for (const auto& [name, type] : expected) {
     ASSERT_TRUE(e.helps.count(name)) << "no HELP for " << name;
     EXPECT_GT(e.helps.at(name).size(), 10u) << name;
     if (type == "histogram") {
       EXPECT_EQ(e.Value(Series(name + "_count")), 0) << name;
       EXPECT_EQ(e.Value(Series(name + "_sum")), 0) << name;
-    } else if (name != "mtla_requests_total") {
+    } else if (!Labelled(name)) {
       EXPECT_EQ(e.Value(Series(name)), 0) << name;
     }
   }
-  // The common status codes exist before the first request.
-  for (const char* status : {"ok", "cancelled", "invalid_argument", "resource_exhausted",
-                             "unavailable", "deadline_exceeded", "out_of_range", "internal"}) {
-    EXPECT_EQ(e.Value(Series("mtla_requests_total", std::string(",status=\"") + status + "\"")), 0)
-        << status;
+  // The common outcomes exist before the first request: a successful call's
+  // finished reasons, and the error statuses with finished_reason "abort".
+  for (const char* reason : {"eos", "stop", "length", "end_of_audio"}) {
+    EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "ok", reason)), 0) << reason;
   }
+  for (const char* reason : {"eos", "length"}) {
+    EXPECT_EQ(e.Value(Outcome("mtla_segments_total", "ok", reason)), 0) << reason;
+  }
+  for (const char* status : {"cancelled", "invalid_argument", "resource_exhausted", "unavailable",
+                             "deadline_exceeded", "out_of_range", "internal", "unimplemented"}) {
+    EXPECT_EQ(e.Value(Outcome("mtla_requests_total", status, "abort")), 0) << status;
+    EXPECT_EQ(e.Value(Outcome("mtla_segments_total", status, "abort")), 0) << status;
+  }
+  EXPECT_EQ(e.Value(Series("mtla_interim_decodes_total", ",status=\"ok\"")), 0);
+  EXPECT_EQ(e.Value(Series("mtla_interim_decodes_total", ",status=\"cancelled\"")), 0);
+}
+
+TEST(ServingMetricsTest, EveryFamilyOnceAnEngineExists) {
+  ServingMetrics m(kModel);
+  m.SetCacheConfig({.block_slots = 16, .block_tokens = 16, .down_rate = 1, .num_blocks = 8,
+                    .element_bytes = 2});
+  m.SetBuildInfo("cpu");
+  const Exposition e = Parse(Expose(m));
+  std::map<std::string, std::string> types(e.types.begin(), e.types.end());
+  EXPECT_EQ(types, ExpectedFamilies());
 }
 
 TEST(ServingMetricsTest, HistogramBucketsAreVllms) {
@@ -189,7 +238,7 @@ TEST(ServingMetricsTest, ObservationsShowUp) {
   m.ObserveInterTokenLatency(0.02);
   m.ObserveInterTokenLatency(0.02);
   m.ObserveInterTokenLatency(0.2);
-  m.ObserveEndToEndLatency(3.0);
+  m.ObserveFinishedRequest({.e2e_seconds = 3.0});
   m.ObserveQueueTime(0.1);
   m.ObserveStep(0.004, 24, 300);
   m.ObserveStep(0.012, 3, 3);
@@ -200,10 +249,14 @@ TEST(ServingMetricsTest, ObservationsShowUp) {
   m.AddPromptTokens(28);
   m.AddGenerationTokens(7);
   m.AddPreemptions(2);
-  m.CountRequest("ok");
-  m.CountRequest("ok");
-  m.CountRequest("cancelled");
-  m.CountRequest("unknown");  // statuses beyond the pre-created ones
+  m.CountRequest("ok", "eos");
+  m.CountRequest("ok", "eos");
+  m.CountRequest("ok", "length");
+  m.CountRequest("cancelled", "abort");
+  m.CountRequest("unknown", "abort");  // statuses beyond the pre-created ones
+  m.CountSegment("ok", "eos");
+  m.CountSegment("deadline_exceeded", "abort");
+  m.CountInterimDecode("ok");
   m.AddAudioSeconds(12.5);
   m.ObserveRealTimeFactor(0.25);
 
@@ -246,13 +299,21 @@ TEST(ServingMetricsTest, ObservationsShowUp) {
   EXPECT_EQ(e.Value(Series("mtla_generation_tokens_total")), 7);
   EXPECT_EQ(e.Value(Series("mtla_num_preemptions_total")), 2);
   EXPECT_DOUBLE_EQ(e.Value(Series("mtla_audio_seconds_total")), 12.5);
-  EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"ok\"")), 2);
-  EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"cancelled\"")), 1);
-  EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"unknown\"")), 1);
-  EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"internal\"")), 0);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "ok", "eos")), 2);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "ok", "length")), 1);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "ok", "stop")), 0);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "cancelled", "abort")), 1);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "unknown", "abort")), 1);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "internal", "abort")), 0);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "deadline_exceeded", "abort")), 0);
+  EXPECT_EQ(e.Value(Outcome("mtla_segments_total", "ok", "eos")), 1);
+  EXPECT_EQ(e.Value(Outcome("mtla_segments_total", "deadline_exceeded", "abort")), 1);
+  EXPECT_EQ(e.Value(Outcome("mtla_segments_total", "cancelled", "abort")), 0);
+  EXPECT_EQ(e.Value(Series("mtla_interim_decodes_total", ",status=\"ok\"")), 1);
 
   EXPECT_EQ(e.Value(Series("mtla_real_time_factor_count")), 1);
-  EXPECT_EQ(e.Value(Series("mtla_segments_total")), 1);
+  EXPECT_EQ(e.Value(Series("mtla_iteration_tokens_count")), 2);
+  EXPECT_EQ(e.Value(Series("mtla_iteration_tokens_sum")), 303);
   EXPECT_EQ(e.Value(Series("mtla_real_time_factor_bucket", le("0.2"))), 0);
   EXPECT_EQ(e.Value(Series("mtla_real_time_factor_bucket", le("0.3"))), 1);
 
@@ -289,7 +350,7 @@ TEST(ServingMetricsTest, ConcurrentUpdates) {
       for (int i = 0; i < 1000; ++i) {
         m.AddGenerationTokens(1);
         m.ObserveInterTokenLatency(0.01);
-        m.CountRequest(t % 2 ? "ok" : "status_" + std::to_string(t));
+        m.CountRequest(t % 2 ? "ok" : "status_" + std::to_string(t), t % 2 ? "eos" : "abort");
       }
     });
   }
@@ -297,8 +358,96 @@ TEST(ServingMetricsTest, ConcurrentUpdates) {
   const Exposition e = Parse(Expose(m));
   EXPECT_EQ(e.Value(Series("mtla_generation_tokens_total")), 8000);
   EXPECT_EQ(e.Value(Series("mtla_inter_token_latency_seconds_count")), 8000);
-  EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"ok\"")), 4000);
-  EXPECT_EQ(e.Value(Series("mtla_requests_total", ",status=\"status_2\"")), 1000);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "ok", "eos")), 4000);
+  EXPECT_EQ(e.Value(Outcome("mtla_requests_total", "status_2", "abort")), 1000);
+}
+
+// vLLM's request-level histograms: one observation per finished request;
+// time per output token is the decode time over the tokens after the first.
+TEST(ServingMetricsTest, FinishedRequestHistograms) {
+  ServingMetrics m(kModel);
+  m.ObserveFinishedRequest({.prompt_tokens = 7, .generation_tokens = 11, .max_tokens = 16,
+                            .e2e_seconds = 1.2, .queue_seconds = 0.1, .prefill_seconds = 0.2,
+                            .decode_seconds = 0.9, .inference_seconds = 1.1});
+  // One token: no time per output token.
+  m.ObserveFinishedRequest({.prompt_tokens = 3, .generation_tokens = 1, .max_tokens = 1,
+                            .e2e_seconds = 0.4, .prefill_seconds = 0.3, .inference_seconds = 0.3});
+  const Exposition e = Parse(Expose(m));
+  auto le = [](const char* bound) { return std::string(",le=\"") + bound + "\""; };
+  EXPECT_EQ(e.Value(Series("mtla_e2e_request_latency_seconds_count")), 2);
+  EXPECT_EQ(e.Value(Series("mtla_request_prompt_tokens_count")), 2);
+  EXPECT_EQ(e.Value(Series("mtla_request_prompt_tokens_sum")), 10);
+  EXPECT_EQ(e.Value(Series("mtla_request_prompt_tokens_bucket", le("5"))), 1);
+  EXPECT_EQ(e.Value(Series("mtla_request_prompt_tokens_bucket", le("10"))), 2);
+  EXPECT_EQ(e.Value(Series("mtla_request_generation_tokens_sum")), 12);
+  EXPECT_EQ(e.Value(Series("mtla_request_params_max_tokens_sum")), 17);
+  EXPECT_EQ(e.Value(Series("mtla_request_time_per_output_token_seconds_count")), 1);
+  EXPECT_DOUBLE_EQ(e.Value(Series("mtla_request_time_per_output_token_seconds_sum")), 0.09);
+  EXPECT_DOUBLE_EQ(e.Value(Series("mtla_request_prefill_time_seconds_sum")), 0.5);
+  EXPECT_DOUBLE_EQ(e.Value(Series("mtla_request_decode_time_seconds_sum")), 0.9);
+  EXPECT_DOUBLE_EQ(e.Value(Series("mtla_request_inference_time_seconds_sum")), 1.4);
+  // Queue time has its own observer (ObserveQueueTime, at first scheduling).
+  EXPECT_EQ(e.Value(Series("mtla_request_queue_time_seconds_count")), 0);
+  EXPECT_THAT(e.BucketBounds("mtla_request_prompt_tokens"),
+              ElementsAreArray(ToStrings({1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000,
+                                          10000, 20000, 50000})));
+  EXPECT_THAT(e.BucketBounds("mtla_iteration_tokens"),
+              ElementsAreArray(ToStrings({1, 8, 16, 32, 64, 128, 256, 512, 1024, 2048, 4096,
+                                          8192, 16384})));
+}
+
+TEST(ServingMetricsTest, CacheConfigAndBuildInfo) {
+  ServingMetrics m(kModel);
+  m.SetCacheConfig({.block_slots = 16, .block_tokens = 32, .down_rate = 2, .num_blocks = 300,
+                    .element_bytes = 4});
+  m.SetBuildInfo("cpu");
+  m.SetBuildInfo("cuda");  // replaces the series, does not add one
+  const Exposition e = Parse(Expose(m));
+  EXPECT_EQ(e.Value("mtla_cache_config_info{block_size=\"32\",block_slots=\"16\","
+                    "cache_element_bytes=\"4\",down_rate=\"2\",model_name=\"mtla-test\","
+                    "num_blocks=\"300\"}"),
+            1);
+  int build_series = 0;
+  for (const auto& [series, value] : e.samples) {
+    if (series.rfind("mtla_build_info{", 0) != 0) continue;
+    ++build_series;
+    EXPECT_EQ(value, 1);
+    EXPECT_THAT(series, HasSubstr("backend=\"cuda\""));
+    EXPECT_THAT(series, HasSubstr("version=\""));
+    EXPECT_THAT(series, HasSubstr("build_type=\""));
+    EXPECT_THAT(series, ::testing::Not(HasSubstr("build_type=\"\"")));
+  }
+  EXPECT_EQ(build_series, 1);
+}
+
+// process_* from /proc, with Prometheus' standard names, in what /metrics
+// serves (exposition()) and not in the model-labelled registry.
+TEST(ServingMetricsTest, ProcessMetrics) {
+  ServingMetrics m(kModel);
+  const Exposition e =
+      Parse(prometheus::TextSerializer().Serialize(m.exposition()->Collect()));
+  EXPECT_EQ(e.types.at("process_cpu_seconds_total"), "counter");
+  for (const char* gauge : {"process_resident_memory_bytes", "process_virtual_memory_bytes",
+                            "process_open_fds", "process_max_fds", "process_start_time_seconds"}) {
+    EXPECT_EQ(e.types.at(gauge), "gauge") << gauge;
+  }
+  EXPECT_GT(e.Value("process_resident_memory_bytes"), 1 << 20);
+  EXPECT_GE(e.Value("process_virtual_memory_bytes"), e.Value("process_resident_memory_bytes"));
+  EXPECT_GE(e.Value("process_cpu_seconds_total"), 0);
+  EXPECT_GE(e.Value("process_open_fds"), 3);  // stdin, stdout, stderr
+  EXPECT_GE(e.Value("process_max_fds"), e.Value("process_open_fds"));
+  const double now = static_cast<double>(::time(nullptr));
+  EXPECT_LE(e.Value("process_start_time_seconds"), now + 1);
+  EXPECT_GT(e.Value("process_start_time_seconds"), now - 3600);
+  EXPECT_EQ(Parse(Expose(m)).types.count("process_open_fds"), 0u);
+}
+
+TEST(ServingMetricsTest, StatusLabels) {
+  EXPECT_EQ(StatusLabel(0), "ok");
+  EXPECT_EQ(StatusLabel(1), "cancelled");
+  EXPECT_EQ(StatusLabel(4), "deadline_exceeded");
+  EXPECT_EQ(StatusLabel(8), "resource_exhausted");
+  EXPECT_EQ(StatusLabel(12), "unimplemented");
 }
 
 // ---------------------------------------------------------------------------
@@ -346,15 +495,24 @@ TEST(ServingMetricsTest, PromtoolCheckMetrics) {
   ServingMetrics m(kModel);
   m.ObserveTimeToFirstToken(0.03);
   m.ObserveInterTokenLatency(0.02);
-  m.ObserveEndToEndLatency(3.0);
+  m.ObserveFinishedRequest({.prompt_tokens = 7, .generation_tokens = 12, .max_tokens = 16,
+                            .e2e_seconds = 3.0, .prefill_seconds = 0.1, .decode_seconds = 2.0,
+                            .inference_seconds = 2.1});
   m.ObserveQueueTime(0.1);
   m.ObserveStep(0.004, 24, 300);
   m.SetKvCache(30, 120, 1152.0);
+  m.SetCacheConfig({.block_slots = 16, .block_tokens = 32, .down_rate = 2, .num_blocks = 120,
+                    .element_bytes = 4});
+  m.SetBuildInfo("cpu");
   m.AddPromptTokens(128);
-  m.CountRequest("ok");
+  m.CountRequest("ok", "eos");
+  m.CountSegment("ok", "length");
+  m.CountInterimDecode("ok");
   m.AddAudioSeconds(1.5);
   m.ObserveRealTimeFactor(0.25);
-  const std::string text = Expose(m);
+  // What /metrics serves: the process metrics too.
+  const std::string text = prometheus::TextSerializer().Serialize(m.exposition()->Collect());
+  ASSERT_THAT(text, HasSubstr("process_resident_memory_bytes"));
 
   const std::filesystem::path full = std::filesystem::temp_directory_path() /
                                      ("mtla_metrics_" + std::to_string(::getpid()) + ".prom");

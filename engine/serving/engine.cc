@@ -35,6 +35,14 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options
       metrics_(std::move(metrics)),
       runner_(std::move(runner)),
       scheduler_(SchedulerConfigForEngine(options.scheduler), &runner_->cache()) {
+  if (metrics_) {
+    metrics_->SetCacheConfig({.block_slots = geometry_.block_slots,
+                              .block_tokens = geometry_.tokens_per_block(),
+                              .down_rate = geometry_.down_rate,
+                              .num_blocks = blocks_total_,
+                              .element_bytes = element_bytes_});
+    metrics_->SetBuildInfo(backend_name_);
+  }
   PublishGauges();
   last_progress_ns_.store(Clock::now().time_since_epoch().count());
   thread_ = std::thread([this] { Loop(); });
@@ -42,16 +50,25 @@ Engine::Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options
 
 Engine::~Engine() { Stop(); }
 
-void Engine::CountRejected(const absl::Status& status) {
-  if (metrics_ == nullptr || status.ok()) return;
-  std::string name = absl::StatusCodeToString(status.code());
-  std::transform(name.begin(), name.end(), name.begin(), ::tolower);
-  metrics_->CountRequest(name);
+void Engine::CountEnd(RequestKind kind, const absl::Status& status, FinishReason reason) {
+  if (metrics_ == nullptr) return;
+  const std::string label = StatusLabel(static_cast<int>(status.code()));
+  switch (kind) {
+    case RequestKind::kCall:
+      return;  // the server counts the call
+    case RequestKind::kSpeechSegment:
+      metrics_->CountSegment(label, status.ok() ? FinishReasonName(reason) : "abort");
+      return;
+    case RequestKind::kInterim:
+      metrics_->CountInterimDecode(label);
+      return;
+  }
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Submit(GenerationRequest request) {
+  const RequestKind kind = request.kind;
   absl::StatusOr<std::shared_ptr<RequestStream>> stream = Enqueue(std::move(request));
-  if (!stream.ok()) CountRejected(stream.status());
+  if (!stream.ok()) CountEnd(kind, stream.status(), FinishReason::kNone);
   return stream;
 }
 
@@ -128,6 +145,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> Engine::Enqueue(GenerationRequest
   }
   auto r = std::make_unique<Request>(request.sampling);
   r->id = next_id_.fetch_add(1);
+  r->kind = request.kind;
   r->prompt_len = static_cast<int>(request.prompt.size());
   r->tokens = std::move(request.prompt);
   r->prefix = std::move(request.prefix);
@@ -188,9 +206,9 @@ void Engine::TakeCommands(bool wait) {
         scheduler_.Add(r.id, r.sequence_length(),
                        r.sequence_length() + r.sampler.params().max_new_tokens, width);
     if (!added.ok()) {
-      r.stream->Fail(added);
       in_flight_.fetch_sub(1);
-      if (metrics_) metrics_->CountRequest("resource_exhausted");
+      CountEnd(r.kind, added, FinishReason::kNone);
+      r.stream->Fail(added);
       continue;
     }
     if (metrics_) metrics_->AddPromptTokens(r.prompt_len);
@@ -209,9 +227,10 @@ void Engine::Fail(int64_t id, const absl::Status& status) {
   if (it == requests_.end()) return;
   scheduler_.Remove(id);  // frees every row, beams included
   std::shared_ptr<RequestStream> stream = it->second->stream;
+  const RequestKind kind = it->second->kind;
   requests_.erase(it);
   in_flight_.fetch_sub(1);
-  CountRejected(status);
+  CountEnd(kind, status, FinishReason::kNone);
   stream->Fail(status);  // last, as in Finish()
 }
 
@@ -220,7 +239,10 @@ void Engine::DropCancelled() {
   for (const auto& [id, r] : requests_) {
     if (r->stream->cancelled()) cancelled.push_back(id);
   }
-  for (int64_t id : cancelled) Fail(id, absl::CancelledError("request cancelled by the client"));
+  for (int64_t id : cancelled) {
+    absl::Status reason = requests_.at(id)->stream->cancel_reason();
+    Fail(id, reason.ok() ? absl::CancelledError("request cancelled by the client") : reason);
+  }
 }
 
 void Engine::Finish(Request& r, FinishReason reason) {
@@ -232,10 +254,19 @@ void Engine::Finish(Request& r, FinishReason reason) {
   const int generated = static_cast<int>(r.tokens.size()) - r.prompt_len;
   const int prompt_len = r.prompt_len;
   std::shared_ptr<RequestStream> stream = r.stream;
-  if (metrics_) {
-    metrics_->ObserveEndToEndLatency(timing.total_seconds);
-    metrics_->CountRequest("ok");
+  if (metrics_ && r.kind != RequestKind::kInterim) {
+    FinishedRequestStats stats;
+    stats.prompt_tokens = prompt_len;
+    stats.generation_tokens = generated;
+    stats.max_tokens = r.sampler.params().max_new_tokens;
+    stats.e2e_seconds = timing.total_seconds;
+    stats.queue_seconds = timing.queue_seconds;
+    stats.prefill_seconds = std::max(0.0, Seconds(r.first_token - r.first_scheduled));
+    stats.decode_seconds = std::max(0.0, Seconds(r.last_token - r.first_token));
+    stats.inference_seconds = std::max(0.0, Seconds(r.last_token - r.first_scheduled));
+    metrics_->ObserveFinishedRequest(stats);
   }
+  CountEnd(r.kind, absl::OkStatus(), reason);
   // Release the request before its consumer can see the end, so that a client
   // that sends its next request at once finds the room (in_flight_, blocks).
   const int64_t id = r.id;
@@ -334,10 +365,11 @@ absl::Span<const int32_t> Engine::RowTokens(const Request& r, size_t row, int64_
 void Engine::StreamBeamOne(Request& r, Clock::time_point now) {
   const std::vector<int32_t>& tokens = r.beam->beam_tokens(0);
   if (tokens.size() <= r.streamed) return;
+  const bool observed = metrics_ && r.kind != RequestKind::kInterim;
   if (r.streamed == 0) {
     r.first_token = now;
-    if (metrics_) metrics_->ObserveTimeToFirstToken(Seconds(now - r.arrival));
-  } else if (metrics_) {
+    if (observed) metrics_->ObserveTimeToFirstToken(Seconds(now - r.arrival));
+  } else if (observed) {
     metrics_->ObserveInterTokenLatency(Seconds(now - r.last_token));
   }
   r.last_token = now;
@@ -399,7 +431,9 @@ bool Engine::RunStep() {
     if (!r.scheduled_once) {
       r.scheduled_once = true;
       r.first_scheduled = step_start;
-      if (metrics_) metrics_->ObserveQueueTime(Seconds(step_start - r.arrival));
+      if (metrics_ && r.kind != RequestKind::kInterim) {
+        metrics_->ObserveQueueTime(Seconds(step_start - r.arrival));
+      }
     }
     const std::vector<SequenceId>& rows = scheduler_.rows(w.id);
     int64_t start = w.start;
@@ -456,10 +490,11 @@ bool Engine::RunStep() {
     r.tokens.push_back(token);
     ++generated;
     const int new_tokens = static_cast<int>(r.tokens.size()) - r.prompt_len;
+    const bool observed = metrics_ && r.kind != RequestKind::kInterim;
     if (new_tokens == 1) {
       r.first_token = now;
-      if (metrics_) metrics_->ObserveTimeToFirstToken(Seconds(now - r.arrival));
-    } else if (metrics_) {
+      if (observed) metrics_->ObserveTimeToFirstToken(Seconds(now - r.arrival));
+    } else if (observed) {
       metrics_->ObserveInterTokenLatency(Seconds(now - r.last_token));
     }
     r.last_token = now;

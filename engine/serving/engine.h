@@ -36,7 +36,21 @@ struct EngineOptions {
   double stall_timeout_seconds = 60;
 };
 
+// Who counts a request's end, and which metrics it enters.
+enum class RequestKind {
+  // A request of an RPC (text generation): the server counts the call in
+  // mtla_requests_total; the engine observes the request-level metrics.
+  kCall,
+  // A speech segment: as kCall, and the engine counts it once in
+  // mtla_segments_total when it ends or is refused.
+  kSpeechSegment,
+  // An interim hypothesis: counted in mtla_interim_decodes_total only, kept
+  // out of the latency and request-level histograms.
+  kInterim,
+};
+
 struct GenerationRequest {
+  RequestKind kind = RequestKind::kCall;
   // Keys-only context before the prompt (the speech prefix): prefix_rows rows
   // of the model's hidden size, at sequence positions 0 .. prefix_rows - 1.
   std::vector<float> prefix;
@@ -84,9 +98,6 @@ class Engine {
   // (unless it continues an admitted call) or after Stop().
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(GenerationRequest request);
 
-  // Counts a request refused before it reached the engine (metrics only).
-  void CountRejected(const absl::Status& status);
-
   // New submissions fail with Unavailable, except those that continue a call
   // admitted before (GenerationRequest::continues_admitted_call); running
   // requests go on.
@@ -112,6 +123,7 @@ class Engine {
   using Clock = std::chrono::steady_clock;
   struct Request {
     int64_t id = 0;
+    RequestKind kind = RequestKind::kCall;
     std::vector<float> prefix;    // [prefix_len, hidden]
     int64_t prefix_len = 0;
     std::vector<int32_t> tokens;  // prompt then generated (positions prefix_len + i)
@@ -138,6 +150,8 @@ class Engine {
     std::unique_ptr<Request> request;
   };
 
+  // Counts the end of a kSpeechSegment or kInterim request (see RequestKind).
+  void CountEnd(RequestKind kind, const absl::Status& status, FinishReason reason);
   // Submit() without the metrics accounting.
   absl::StatusOr<std::shared_ptr<RequestStream>> Enqueue(GenerationRequest request);
   void Loop();

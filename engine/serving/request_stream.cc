@@ -74,6 +74,21 @@ bool RequestStream::WaitPop(GenerationEvent* event, double timeout_seconds) {
   return Pop(event);
 }
 
+void RequestStream::Cancel(absl::Status reason) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (cancel_reason_.ok()) {
+      cancel_reason_ = reason.ok() ? absl::CancelledError("request cancelled") : std::move(reason);
+    }
+  }
+  cancelled_.store(true, std::memory_order_release);
+}
+
+absl::Status RequestStream::cancel_reason() const {
+  absl::MutexLock lock(&mu_);
+  return cancel_reason_;
+}
+
 bool RequestStream::finished() const {
   absl::MutexLock lock(&mu_);
   return finished_;

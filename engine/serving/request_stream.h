@@ -67,9 +67,14 @@ class RequestStream {
   bool Pop(GenerationEvent* event);
   // Blocks until something is pending or `timeout_seconds` passes; then Pop.
   bool WaitPop(GenerationEvent* event, double timeout_seconds);
-  // Asks the engine to stop the request at its next step.
-  void Cancel() { cancelled_.store(true, std::memory_order_relaxed); }
-  bool cancelled() const { return cancelled_.load(std::memory_order_relaxed); }
+  // Asks the engine to stop the request at its next step; the engine ends it
+  // with `reason` (Cancelled, or DeadlineExceeded when the client's deadline
+  // passed). The first reason given wins.
+  void Cancel(absl::Status reason = absl::CancelledError("request cancelled by the client"))
+      ABSL_LOCKS_EXCLUDED(mu_);
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+  // The status the request was cancelled with; OK when it was not.
+  absl::Status cancel_reason() const ABSL_LOCKS_EXCLUDED(mu_);
   bool finished() const;
 
  private:
@@ -79,6 +84,7 @@ class RequestStream {
   bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
   std::vector<ScoredHypothesis> hypotheses_ ABSL_GUARDED_BY(mu_);  // until Finish
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Status cancel_reason_ ABSL_GUARDED_BY(mu_);
   // Held while the listener runs, so that replacing it waits for a running call.
   absl::Mutex listener_mu_ ABSL_ACQUIRED_BEFORE(mu_);
   std::function<void()> listener_ ABSL_GUARDED_BY(listener_mu_);

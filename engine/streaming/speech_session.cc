@@ -161,7 +161,7 @@ void SpeechSession::DropFramesBefore(int64_t sample) {
 }
 
 absl::StatusOr<std::shared_ptr<RequestStream>> SpeechSession::Submit(
-    std::vector<float> features, int beam_size, double* encode_seconds,
+    std::vector<float> features, RequestKind kind, int beam_size, double* encode_seconds,
     Clock::time_point* submitted_at) {
   const Clock::time_point start = Clock::now();
   const SpeechModel& model = *front_end_.model;
@@ -175,6 +175,7 @@ absl::StatusOr<std::shared_ptr<RequestStream>> SpeechSession::Submit(
   *submitted_at = Clock::now();
   *encode_seconds = std::chrono::duration<double>(*submitted_at - start).count();
   GenerationRequest request;
+  request.kind = kind;
   request.prefix_rows = model.PrefixRows(encoder_frames);
   request.prefix = std::move(prefix);
   request.prompt = {model.config.eos_id};
@@ -223,8 +224,9 @@ absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
   if (front_end_.tokenizer) {
     segment->detokenizer = std::make_unique<IncrementalDetokenizer>(front_end_.tokenizer);
   }
-  ASSIGN_OR_RETURN(segment->stream, Submit(std::move(features), options_.beam_size,
-                                           &segment->encode_seconds, &segment->submitted_at));
+  ASSIGN_OR_RETURN(segment->stream,
+                   Submit(std::move(features), RequestKind::kSpeechSegment, options_.beam_size,
+                          &segment->encode_seconds, &segment->submitted_at));
   {
     absl::MutexLock lock(&mu_);
     active_.push_back(segment);
@@ -264,8 +266,8 @@ absl::Status SpeechSession::MaybeInterim() {
   segment->start_seconds = segment_start_sample_ / kSampleRate;
   segment->end_seconds = samples_16k_ / kSampleRate;
   segment->interim = true;
-  ASSIGN_OR_RETURN(segment->stream, Submit(features_, /*beam_size=*/1, &segment->encode_seconds,
-                                           &segment->submitted_at));
+  ASSIGN_OR_RETURN(segment->stream, Submit(features_, RequestKind::kInterim, /*beam_size=*/1,
+                                           &segment->encode_seconds, &segment->submitted_at));
   {
     absl::MutexLock lock(&mu_);
     active_.push_back(segment);
@@ -376,13 +378,13 @@ void SpeechSession::SupersedeInterims(int segment_index) {
   }
 }
 
-void SpeechSession::Cancel() {
+void SpeechSession::Cancel(absl::Status reason) {
   std::vector<std::shared_ptr<Segment>> segments;
   {
     absl::MutexLock lock(&mu_);
     segments = active_;
   }
-  for (const auto& s : segments) s->stream->Cancel();
+  for (const auto& s : segments) s->stream->Cancel(reason);
 }
 
 std::vector<SegmentUpdate> SpeechSession::TakeUpdates() {

@@ -121,8 +121,10 @@ class SpeechSession {
   // The client half-closed: the last segment ends here.
   absl::Status FinishAudio();
   // Stops every segment still decoding (their cache is freed at the engine's
-  // next step).
-  void Cancel() ABSL_LOCKS_EXCLUDED(mu_);
+  // next step); they end, and are counted, with `reason` (Cancelled, or
+  // DeadlineExceeded when the client's deadline passed).
+  void Cancel(absl::Status reason = absl::CancelledError("the call was cancelled"))
+      ABSL_LOCKS_EXCLUDED(mu_);
 
   double processed_seconds() const;
   int64_t chunks_received() const;
@@ -149,8 +151,9 @@ class SpeechSession {
   void DropFramesBefore(int64_t sample);
   // Encodes features of the current segment and submits a decode request;
   // sets the encoding time and when the request reached the engine.
+  // `kind`: kSpeechSegment or kInterim (engine.h).
   absl::StatusOr<std::shared_ptr<RequestStream>> Submit(
-      std::vector<float> features, int beam_size, double* encode_seconds,
+      std::vector<float> features, RequestKind kind, int beam_size, double* encode_seconds,
       std::chrono::steady_clock::time_point* submitted_at);
   void Listen(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
   // Engine thread or reader; takes mu_ and calls `notify` after releasing it.

@@ -81,7 +81,7 @@ Clock::time_point After(double seconds) {
 }  // namespace
 
 absl::StatusOr<std::unique_ptr<MetricsHttpServer>> MetricsHttpServer::Start(
-    const std::string& address, std::shared_ptr<prometheus::Registry> registry,
+    const std::string& address, std::shared_ptr<prometheus::Collectable> registry,
     const MetricsHttpOptions& options) {
   std::string host, port;
   if (!SplitHostPort(address, &host, &port)) {

@@ -24,6 +24,7 @@
 #include <pthread.h>
 
 #include "absl/status/statusor.h"
+#include "prometheus/collectable.h"
 #include "prometheus/registry.h"
 
 namespace mtla::http {
@@ -39,10 +40,10 @@ struct MetricsHttpOptions {
 class MetricsHttpServer {
  public:
   // Binds `address` ("host:port", "[v6]:port" or ":port"; port 0 picks a free
-  // one) and starts serving `registry`. Fails with the reason (address in
+  // one) and starts serving `registry` (any Collectable). Fails with the reason (address in
   // use, no such address, ...) naming `address`.
   static absl::StatusOr<std::unique_ptr<MetricsHttpServer>> Start(
-      const std::string& address, std::shared_ptr<prometheus::Registry> registry,
+      const std::string& address, std::shared_ptr<prometheus::Collectable> registry,
       const MetricsHttpOptions& options = {});
   // Stops serving and closes every connection.
   ~MetricsHttpServer();
@@ -58,7 +59,7 @@ class MetricsHttpServer {
   void Serve();
 
   MetricsHttpOptions options_;
-  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<prometheus::Collectable> registry_;  // a Registry, or several together
   int listen_fd_ = -1;
   int wake_fds_[2] = {-1, -1};  // a pipe: the destructor writes to stop Serve()
   int port_ = 0;

@@ -91,7 +91,10 @@ print("names used:", " ".join(sorted(used_names)))
 # The panels the issue and docs/deployment.md list.
 want = ["Request rate by status", "Time to first token", "Inter-token latency", "End-to-end latency",
         "Requests running / waiting", "KV cache usage", "KV cache blocks", "KV bytes per token",
-        "Tokens per second", "Batch size", "Engine step time", "Preemptions", "Audio real-time factor"]
+        "Tokens per second", "Batch size", "Engine step time", "Preemptions", "Audio real-time factor",
+        "Time per output token", "Prefill and decode time", "Tokens per request",
+        "Tokens per engine step", "Speech segments by outcome", "Interim decodes",
+        "Resident memory", "CPU", "Build and cache configuration"]
 check(all(t in titles for t in want), f"dashboard has the panels {want}")
 check(dashboard["uid"] == "mtla-serving", "dashboard uid is stable (mtla-serving)")
 print("PASS")

@@ -173,9 +173,10 @@ def metric_samples(text):
 
 
 def promql_metric_names(expr):
-    """mtla_* metric names and mtla:* recording-rule names used in a PromQL expression."""
+    """mtla_* and process_* metric names and mtla:* recording-rule names used in a
+    PromQL expression."""
     # Drop string literals (label values) first.
     expr = re.sub(r'"(?:[^"\\]|\\.)*"', '""', expr)
-    raw = set(re.findall(r'(?<![A-Za-z0-9_:])(mtla_[A-Za-z0-9_]+)', expr))
+    raw = set(re.findall(r'(?<![A-Za-z0-9_:])((?:mtla|process)_[A-Za-z0-9_]+)', expr))
     recorded = set(re.findall(r'(?<![A-Za-z0-9_:])(mtla:[A-Za-z0-9_:]+)', expr))
     return raw, recorded

@@ -447,7 +447,12 @@ TEST_F(ServerTest, ConcurrentClientsWithPreemption) {
   EXPECT_GT(*preemptions, 0) << "the cache was meant to force preemption";
   EXPECT_EQ(*preemptions, static_cast<double>(server_->engine()->stats().preemptions));
   EXPECT_GT(preempted_requests, 0);
-  EXPECT_EQ(MetricOr0(metrics, "mtla_requests_total", "status=\"ok\""), 32.0);
+  // A call is counted when it ends on the server (its OnDone), just after
+  // its client saw the status.
+  EXPECT_TRUE(WaitFor(
+      [&] { return MetricOr0(Metrics(), "mtla_requests_total", "status=\"ok\"") >= 32.0; }, 5.0,
+      5));
+  EXPECT_EQ(MetricOr0(Metrics(), "mtla_requests_total", "status=\"ok\""), 32.0);
 }
 
 // TryCancel mid-stream: the server cancels the request and its cache blocks
@@ -478,7 +483,10 @@ TEST_F(SharedServerTest, ClientCancelReturnsCacheBlocks) {
     EXPECT_TRUE(WaitFor([&] { return MetricOr0(Metrics(), "mtla_kv_cache_blocks_used") == before; },
                         3.0, 5));
     EXPECT_TRUE(WaitFor([&] { return engine->stats().in_flight == 0; }, 3.0));
-    cancelled_midway = RequestsWithStatus("cancelled") == cancelled_before + 1 && saw_blocks;
+    // Counted when the call ends on the server (OnDone), just after the client saw it.
+    cancelled_midway =
+        saw_blocks &&
+        WaitFor([&] { return RequestsWithStatus("cancelled") == cancelled_before + 1; }, 1.0, 5);
   }
   EXPECT_TRUE(cancelled_midway) << "the request always ended before the cancellation took effect";
   ExpectReferenceServed();
@@ -493,6 +501,8 @@ TEST_F(SharedServerTest, DeadlineReturnsCacheBlocks) {
   const double deadlines[] = {0.02, 0.01, 0.03, 0.005, 0.015, 0.04};
   for (double deadline : deadlines) {
     const double cancelled_before = RequestsWithStatus("cancelled");
+    const double late_before = RequestsWithStatus("deadline_exceeded");
+    const double prompt_before = MetricOr0(Metrics(), "mtla_prompt_tokens_total");
     GenerateResult r = Generate(stub_.get(), LongRequest(), deadline);
     if (r.status.ok()) {  // finished within the deadline: try a shorter one
       EXPECT_EQ(r.tokens.size(), static_cast<size_t>(kLongTokens));
@@ -504,8 +514,13 @@ TEST_F(SharedServerTest, DeadlineReturnsCacheBlocks) {
         << "cache_blocks_used=" << engine->stats().cache_blocks_used << " before=" << before;
     EXPECT_TRUE(WaitFor([&] { return MetricOr0(Metrics(), "mtla_kv_cache_blocks_used") == before; },
                         3.0, 5));
-    // Genuine when the engine had the request and cancelled it.
-    if (WaitFor([&] { return RequestsWithStatus("cancelled") == cancelled_before + 1; }, 0.5, 5)) {
+    // Genuine when the engine had the request (its prompt was counted on
+    // admission) and dropped it. The call is counted once, as
+    // deadline_exceeded: a client deadline is not a cancellation.
+    if (MetricOr0(Metrics(), "mtla_prompt_tokens_total") == prompt_before + kPrompt.size()) {
+      EXPECT_TRUE(WaitFor(
+          [&] { return RequestsWithStatus("deadline_exceeded") == late_before + 1; }, 3.0, 5));
+      EXPECT_EQ(RequestsWithStatus("cancelled"), cancelled_before);
       expired_midway = true;
       break;
     }
@@ -551,7 +566,7 @@ TEST_F(ServerTest, QueueFullIsResourceExhausted) {
     refused = true;
   }
   EXPECT_TRUE(refused) << "never had two requests in flight when the third arrived";
-  EXPECT_GE(RequestsWithStatus("resource_exhausted"), 1.0);
+  EXPECT_TRUE(WaitFor([&] { return RequestsWithStatus("resource_exhausted") >= 1.0; }, 3.0, 5));
   ExpectReferenceServed();
 }
 
@@ -718,8 +733,10 @@ TEST_F(ServerTest, MetricsAreExposedAndValid) {
   std::string text;
   ASSERT_TRUE(WaitFor([&] {
     text = Metrics();
+    // The six calls are counted when they end on the server (OnDone).
     return MetricOr0(text, "mtla_kv_cache_blocks_used") == 0 &&
-           MetricOr0(text, "mtla_num_requests_running") == 0;
+           MetricOr0(text, "mtla_num_requests_running") == 0 &&
+           MetricOr0(text, "mtla_requests_total") == 6;
   }, 3.0, 5)) << text;
   const char* names[] = {
       "mtla_time_to_first_token_seconds", "mtla_inter_token_latency_seconds",

@@ -891,12 +891,20 @@ TEST_F(SpeechServerTest, CancellationDecodesNoFurtherSegment) {
   ASSERT_TRUE(wav.has_value());
   std::shared_ptr<Engine> engine = server_->engine();
   const int before = CacheBlocksUsed();
-  auto requests_total = [&] {
+  // The engine counts every segment of a call once when it ends
+  // (mtla_segments_total); the server counts the call (mtla_requests_total).
+  auto segments_total = [&] {
     std::string body;
     EXPECT_EQ(HttpGet(server_->metrics_port(), "/metrics", &body), 200);
-    return MetricValue(body, "mtla_requests_total").value_or(0);
+    return MetricValue(body, "mtla_segments_total").value_or(0);
   };
-  const double requests_before = requests_total();
+  auto cancelled_calls = [&] {
+    std::string body;
+    EXPECT_EQ(HttpGet(server_->metrics_port(), "/metrics", &body), 200);
+    return MetricValue(body, "mtla_requests_total", "status=\"cancelled\"").value_or(0);
+  };
+  const double segments_before = segments_total();
+  const double cancelled_before = cancelled_calls();
 
   v1::TranslationConfig config = Config(wav->rate, 4);
   config.set_max_tokens(900);
@@ -925,10 +933,12 @@ TEST_F(SpeechServerTest, CancellationDecodesNoFurtherSegment) {
   ExpectCacheBackTo(before);
   // One engine request ended for this call: the first segment. A second one
   // means the server decoded the pending 400 ms after the client had gone.
-  EXPECT_TRUE(WaitFor([&] { return requests_total() >= requests_before + 1; }, 5.0, 20));
+  EXPECT_TRUE(WaitFor([&] { return segments_total() >= segments_before + 1; }, 5.0, 20));
   std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  EXPECT_EQ(requests_total(), requests_before + 1)
+  EXPECT_EQ(segments_total(), segments_before + 1)
       << "the server submitted a further segment for the cancelled call";
+  EXPECT_TRUE(WaitFor([&] { return cancelled_calls() == cancelled_before + 1; }, 5.0, 20))
+      << "the cancelled call was not counted once as cancelled";
   ExpectStillServing();
 }
 
@@ -1062,6 +1072,131 @@ TEST_F(SpeechServerTest, MetricsCountAudioAndRealTimeFactor) {
   EXPECT_GT(*audio_seconds, 0) << "the speech service does not count processed audio";
   EXPECT_GE(*audio_seconds, wav->seconds() - 0.01);
   EXPECT_GT(*rtf_count, 0) << "the speech service does not observe real-time factors";
+}
+
+// Every stream is counted once with its outcome, every segment once with its
+// own, and interim decodes apart: they change neither the request counts nor
+// TTFT nor the segment counts.
+class SpeechCounts {
+ public:
+  explicit SpeechCounts(int metrics_port) {
+    EXPECT_EQ(HttpGet(metrics_port, "/metrics", &text_), 200);
+  }
+  double operator()(const std::string& name, const std::string& filter = "") const {
+    return MetricValue(text_, name, filter).value_or(0);
+  }
+
+ private:
+  std::string text_;
+};
+
+TEST_F(SpeechServerTest, InterimDecodesAreCountedApart) {
+  std::optional<Wav> wav = FindWav("committee_en_16k.wav");
+  ASSERT_TRUE(wav.has_value());
+  const SpeechCounts before(server_->metrics_port());
+  v1::TranslationConfig config = Config(wav->rate);
+  config.set_interim_results(true);
+  StreamOptions options;
+  options.pace_ms = 10;
+  StreamOutcome r = Stream(stub_.get(), StreamRequests(config, wav->samples, wav->rate), options);
+  ASSERT_TRUE(r.status.ok()) << Describe(r.status);
+  int interims = 0;
+  for (const v1::SegmentResult& n : r.non_finals) interims += n.has_timing();
+  ASSERT_GT(interims, 0) << "no interim hypothesis to count";
+  const double finals = static_cast<double>(r.finals.size());
+  ASSERT_TRUE(WaitFor([&] {
+    return SpeechCounts(server_->metrics_port())("mtla_requests_total") ==
+           before("mtla_requests_total") + 1;
+  }, 5.0, 10));
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const SpeechCounts after(server_->metrics_port());
+  EXPECT_EQ(after("mtla_requests_total"), before("mtla_requests_total") + 1);
+  EXPECT_EQ(after("mtla_requests_total", "finished_reason=\"end_of_audio\""),
+            before("mtla_requests_total", "finished_reason=\"end_of_audio\"") + 1);
+  EXPECT_EQ(after("mtla_segments_total"), before("mtla_segments_total") + finals);
+  EXPECT_EQ(after("mtla_segments_total", "status=\"ok\""),
+            before("mtla_segments_total", "status=\"ok\"") + finals);
+  // TTFT, end-to-end latency and the request-level histograms: the final
+  // decodes only.
+  EXPECT_EQ(after("mtla_time_to_first_token_seconds_count"),
+            before("mtla_time_to_first_token_seconds_count") + finals);
+  EXPECT_EQ(after("mtla_e2e_request_latency_seconds_count"),
+            before("mtla_e2e_request_latency_seconds_count") + finals);
+  EXPECT_EQ(after("mtla_request_generation_tokens_count"),
+            before("mtla_request_generation_tokens_count") + finals);
+  EXPECT_EQ(after("mtla_real_time_factor_count"), before("mtla_real_time_factor_count") + finals);
+  // Every interim decode that sent a hypothesis finished OK; others may have
+  // been cancelled at the half-close.
+  EXPECT_GE(after("mtla_interim_decodes_total", "status=\"ok\""),
+            before("mtla_interim_decodes_total", "status=\"ok\"") + interims);
+}
+
+TEST_F(SpeechServerTest, FailedStreamsAreCountedOnce) {
+  std::optional<Wav> wav = FindWav("committee_en_16k.wav");
+  ASSERT_TRUE(wav.has_value());
+  const int blocks = CacheBlocksUsed();
+  const SpeechCounts before(server_->metrics_port());
+  // Fails validation before a session exists.
+  std::vector<Request> audio_first = AudioChunks(wav->samples, wav->rate);
+  audio_first.resize(3);
+  EXPECT_EQ(Stream(stub_.get(), audio_first).status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // A bad config.
+  EXPECT_EQ(Stream(stub_.get(), {ConfigRequest(Config(4000))}).status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  // Fails with segments decoding (a second config after 1 s in 300 ms segments).
+  std::vector<Request> busy = BusyPrefix(*wav);
+  busy.push_back(ConfigRequest(Config(wav->rate)));
+  EXPECT_EQ(Stream(stub_.get(), busy).status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  ASSERT_TRUE(WaitFor([&] {
+    return SpeechCounts(server_->metrics_port())("mtla_requests_total") ==
+           before("mtla_requests_total") + 3;
+  }, 5.0, 10)) << "three failed streams, not counted three times";
+  ExpectCacheBackTo(blocks);
+  std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  const SpeechCounts after(server_->metrics_port());
+  EXPECT_EQ(after("mtla_requests_total"), before("mtla_requests_total") + 3);
+  EXPECT_EQ(after("mtla_requests_total", "status=\"invalid_argument\""),
+            before("mtla_requests_total", "status=\"invalid_argument\"") + 3);
+  EXPECT_EQ(after("mtla_requests_total", "finished_reason=\"abort\""),
+            before("mtla_requests_total", "finished_reason=\"abort\"") + 3);
+  // Every segment the third stream submitted ended once: finished before the
+  // failure, or stopped by it (cancelled); none is left uncounted.
+  const double segments = after("mtla_segments_total") - before("mtla_segments_total");
+  EXPECT_GE(segments, 1) << "the third stream's segments were not counted";
+  EXPECT_EQ(after("mtla_segments_total", "status=\"ok\"") +
+                after("mtla_segments_total", "status=\"cancelled\""),
+            before("mtla_segments_total", "status=\"ok\"") +
+                before("mtla_segments_total", "status=\"cancelled\"") + segments);
+}
+
+// A stream whose client deadline passes is deadline_exceeded, and so are the
+// segments it stopped; nothing is counted as cancelled.
+TEST_F(SpeechServerTest, DeadlineIsCountedAsDeadlineExceeded) {
+  std::optional<Wav> wav = FindWav("committee_en_16k.wav");
+  ASSERT_TRUE(wav.has_value());
+  const int blocks = CacheBlocksUsed();
+  const SpeechCounts before(server_->metrics_port());
+  v1::TranslationConfig config = Config(wav->rate, 4);
+  config.set_max_tokens(900);
+  config.mutable_endpointing()->set_max_segment_ms(500);
+  StreamOptions options;
+  options.deadline_seconds = 1.0;
+  options.pace_ms = 100;  // about 10 s of writing: the deadline comes first
+  StreamOutcome r = Stream(stub_.get(), StreamRequests(config, wav->samples, wav->rate), options);
+  ASSERT_EQ(r.status.error_code(), grpc::StatusCode::DEADLINE_EXCEEDED) << Describe(r.status);
+  ASSERT_TRUE(WaitFor([&] {
+    return SpeechCounts(server_->metrics_port())("mtla_requests_total") ==
+           before("mtla_requests_total") + 1;
+  }, 5.0, 10));
+  ExpectCacheBackTo(blocks);
+  const SpeechCounts after(server_->metrics_port());
+  EXPECT_EQ(after("mtla_requests_total", "status=\"deadline_exceeded\""),
+            before("mtla_requests_total", "status=\"deadline_exceeded\"") + 1);
+  EXPECT_EQ(after("mtla_requests_total", "status=\"cancelled\""),
+            before("mtla_requests_total", "status=\"cancelled\""));
+  EXPECT_EQ(after("mtla_segments_total", "status=\"cancelled\""),
+            before("mtla_segments_total", "status=\"cancelled\""));
 }
 
 // GetModelInfo names the speech architecture (not the text-generation one) and
