@@ -2,11 +2,16 @@
 // bidirectional reactor around a SpeechSession; Translate runs one session
 // over a whole request.
 //
-// Drain: every StreamingTranslate call is admitted in `calls` when it starts;
-// once the drain stops admission, new calls (and new Translate calls, refused
-// while the engine drains) end with UNAVAILABLE, while the admitted ones go
-// on until they half-close and get their last result, or until the drain's
-// EndAll ends them with its status.
+// Limits and drain: every StreamingTranslate and Translate call is admitted
+// in `control.calls` when it starts. Over --max_streams a call ends at once
+// with RESOURCE_EXHAUSTED; once the drain stops admission, new calls end with
+// UNAVAILABLE, while the admitted ones go on until they half-close and get
+// their last result, or until the drain's EndAll ends them with its status.
+// A stream that receives nothing for limits.stream_idle_timeout_seconds
+// before half-closing ends with OUT_OF_RANGE; one whose client leaves more
+// than limits.max_pending_responses (or _bytes) responses unread ends with
+// RESOURCE_EXHAUSTED; both free the session at once, and a finished call
+// whose client takes nothing for limits.write_stall_seconds is cancelled.
 #ifndef MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
 #define MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
 
@@ -17,7 +22,7 @@
 #include "absl/synchronization/mutex.h"
 #include "engine/streaming/speech_session.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
-#include "server/open_calls.h"
+#include "server/call_control.h"
 
 namespace mtla {
 
@@ -42,9 +47,8 @@ class SpeechFrontEndHolder {
 class SpeechTranslationService final : public v1::SpeechTranslation::CallbackService {
  public:
   SpeechTranslationService(std::shared_ptr<SpeechFrontEndHolder> front_end,
-                           SpeechSessionOptions defaults,
-                           std::shared_ptr<OpenCalls> calls = std::make_shared<OpenCalls>())
-      : front_end_(std::move(front_end)), defaults_(defaults), calls_(std::move(calls)) {}
+                           SpeechSessionOptions defaults, CallControl control = {})
+      : front_end_(std::move(front_end)), defaults_(defaults), control_(std::move(control)) {}
 
   grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
   StreamingTranslate(grpc::CallbackServerContext* context) override;
@@ -56,7 +60,7 @@ class SpeechTranslationService final : public v1::SpeechTranslation::CallbackSer
  private:
   std::shared_ptr<SpeechFrontEndHolder> front_end_;
   SpeechSessionOptions defaults_;
-  std::shared_ptr<OpenCalls> calls_;
+  CallControl control_;
 };
 
 // Validates a TranslationConfig against the model and the server's defaults;

@@ -18,10 +18,25 @@ v1::FinishReason ToWire(FinishReason reason) {
   return v1::FINISH_REASON_UNSPECIFIED;
 }
 
-// Writes the request's events in order, one write in flight at a time.
+// Writes the request's events in order, one write in flight at a time. The
+// engine's RequestStream coalesces what the reactor has not taken yet into
+// one pending event, so what waits for a slow client is at most the request's
+// max_new_tokens token ids. A write (or the final status) the client has not
+// taken for limits.write_stall_seconds cancels the call.
 class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1::GenerateResponse>> {
  public:
-  GenerateReactor(std::shared_ptr<Engine> engine, const v1::GenerateRequest& wire) {
+  GenerateReactor(grpc::CallbackServerContext* context, std::shared_ptr<Engine> engine,
+                  const v1::GenerateRequest& wire, const CallControl& control)
+      : context_(context), control_(control) {
+    // The request is in the engine, whose Stop ends it after the drain's
+    // grace period: the drain has nothing to end itself.
+    absl::StatusOr<std::shared_ptr<OpenCalls::Entry>> admitted =
+        control_.calls->Admit([](const absl::Status&) {});
+    if (!admitted.ok()) {
+      Finish(ToGrpcStatus(admitted.status()));
+      return;
+    }
+    admitted_ = std::move(*admitted);
     if (engine == nullptr) {
       Finish(grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading"));
       return;
@@ -38,6 +53,10 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
       return;
     }
     stream_ = std::move(*stream);
+    {
+      absl::MutexLock lock(&mu_);
+      control_.timer->Schedule(this, absl::Now() + StallLimit(), [this] { CheckWriteStall(); });
+    }
     stream_->SetListener([this] { MaybeWrite(); });
     MaybeWrite();
   }
@@ -62,6 +81,8 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
 
   void OnDone() override {
     EnterReaction();
+    control_.timer->Cancel(this);  // waits for a check in progress
+    if (admitted_) admitted_->Release();
     if (stream_) {
       stream_->Cancel();  // no-op when already finished
       stream_->SetListener(nullptr);
@@ -70,6 +91,27 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
   }
 
  private:
+  absl::Duration StallLimit() const { return absl::Seconds(control_.limits.write_stall_seconds); }
+
+  // On the timer's thread: cancels the call when its write in flight (or its
+  // final status) has waited longer than the stall limit; else checks again
+  // when that could first be the case.
+  void CheckWriteStall() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time now = absl::Now();
+      const bool waiting_on_client = writing_ || finished_;
+      const absl::Time due = waiting_on_client ? op_started_ + StallLimit() : now + StallLimit();
+      if (!waiting_on_client || now < due) {
+        control_.timer->Schedule(this, due, [this] { CheckWriteStall(); });
+        return;
+      }
+    }
+    if (control_.metrics) control_.metrics->CountCallLimited("not_reading");
+    if (stream_) stream_->Cancel();
+    context_->TryCancel();
+  }
+
   void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
@@ -78,12 +120,14 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
     if (write_failed_) {  // nobody reads any more: wait for the end, then Finish
       if (!event.finished) return;
       finished_ = true;
+      op_started_ = absl::Now();
       Finish(event.status.ok() ? grpc::Status(grpc::StatusCode::CANCELLED, "write failed")
                                : ToGrpcStatus(event.status));
       return;
     }
     if (event.finished && !event.status.ok()) {
       finished_ = true;
+      op_started_ = absl::Now();
       Finish(ToGrpcStatus(event.status));
       return;
     }
@@ -99,15 +143,22 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
       timing->set_time_to_first_token_seconds(event.timing.time_to_first_token_seconds);
       timing->set_total_seconds(event.timing.total_seconds);
       timing->set_num_preemptions(event.timing.num_preemptions);
+      op_started_ = absl::Now();
       StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
       return;
     }
     writing_ = true;
+    op_started_ = absl::Now();
     StartWrite(&response_);
   }
 
+  grpc::CallbackServerContext* const context_;
+  const CallControl control_;
+  std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (limit or draining)
   std::shared_ptr<RequestStream> stream_;
   absl::Mutex mu_;
+  // When the write in flight, or the final status, was handed to gRPC.
+  absl::Time op_started_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
@@ -144,7 +195,7 @@ absl::StatusOr<GenerationRequest> ToGenerationRequest(const v1::GenerateRequest&
 
 grpc::ServerWriteReactor<v1::GenerateResponse>* TextGenerationService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
-  return new GenerateReactor(engine_->Get(), *request);
+  return new GenerateReactor(context, engine_->Get(), *request, control_);
 }
 
 }  // namespace mtla

@@ -134,6 +134,21 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
                    .Help("Number of finished requests, by gRPC status code.")
                    .Register(reg);
   for (const char* status : kCommonStatuses) RequestCounter(*requests_, model_name_, status);
+
+  speech_sessions_ = gauge("mtla_speech_sessions",
+                           "Number of speech-translation sessions alive (open streams and "
+                           "Translate calls past their config).");
+  open_calls_ = gauge("mtla_open_calls",
+                      "Number of Generate, StreamingTranslate and Translate calls open "
+                      "(the ones --max_streams counts).");
+  calls_limited_ = &prometheus::BuildCounter()
+                        .Name("mtla_calls_limited_total")
+                        .Help("Number of calls refused or ended by a server limit, by reason "
+                              "(max_streams, idle_timeout, not_reading).")
+                        .Register(reg);
+  for (const char* reason : {"max_streams", "idle_timeout", "not_reading"}) {
+    calls_limited_->Add({{"model_name", model_name_}, {"reason", reason}});
+  }
 }
 
 void ServingMetrics::ObserveTimeToFirstToken(double seconds) { ttft_->Observe(seconds); }
@@ -178,5 +193,20 @@ void ServingMetrics::ObserveRealTimeFactor(double rtf) {
   segments_->Increment();
 }
 void ServingMetrics::ObserveChunkLatency(double seconds) { chunk_latency_->Observe(seconds); }
+
+void ServingMetrics::AddSpeechSessions(int delta) {
+  if (delta >= 0) {
+    speech_sessions_->Increment(delta);
+  } else {
+    speech_sessions_->Decrement(-delta);
+  }
+}
+void ServingMetrics::SetOpenCalls(int n) { open_calls_->Set(n); }
+void ServingMetrics::CountCallLimited(const std::string& reason) {
+  calls_limited_->Add({{"model_name", model_name_}, {"reason", reason}}).Increment();
+}
+double ServingMetrics::calls_limited(const std::string& reason) const {
+  return calls_limited_->Add({{"model_name", model_name_}, {"reason", reason}}).Value();
+}
 
 }  // namespace mtla

@@ -46,6 +46,19 @@ class ServingMetrics {
   // One translated segment: its real-time factor (also counts the segment).
   void ObserveRealTimeFactor(double rtf);
   void ObserveChunkLatency(double seconds);
+  // Speech sessions alive (SpeechSession objects: created at a stream's
+  // config or a Translate call, destroyed when the call ends).
+  void AddSpeechSessions(int delta);
+
+  // Calls holding a --max_streams slot (server/open_calls.h).
+  void SetOpenCalls(int n);
+  // A call refused or ended by a server limit. reason: "max_streams" (refused
+  // over --max_streams), "idle_timeout" (a stream that sent nothing for
+  // --stream_idle_timeout_seconds), "not_reading" (a client that does not
+  // read its responses).
+  void CountCallLimited(const std::string& reason);
+  // The count of CountCallLimited(reason) so far (tests).
+  double calls_limited(const std::string& reason) const;
 
  private:
   std::shared_ptr<prometheus::Registry> registry_;
@@ -70,6 +83,9 @@ class ServingMetrics {
   prometheus::Counter* preemptions_;
   prometheus::Counter* audio_seconds_;
   prometheus::Family<prometheus::Counter>* requests_;
+  prometheus::Gauge* speech_sessions_;
+  prometheus::Gauge* open_calls_;
+  prometheus::Family<prometheus::Counter>* calls_limited_;
 };
 
 }  // namespace mtla
