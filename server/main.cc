@@ -138,6 +138,6 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "mtla-server: serving\n");
   (*server)->Wait();
   signal_thread.join();
-  std::fprintf(stderr, "mtla-server: stopped\n");
+  std::fprintf(stderr, "mtla-server: stopped (%s)\n", (*server)->HeldByCalls().c_str());
   return 0;
 }

@@ -247,4 +247,10 @@ void MtlaServer::Drain() {
 
 void MtlaServer::Wait() { server_->Wait(); }
 
+std::string MtlaServer::HeldByCalls() const {
+  std::shared_ptr<Engine> engine = engine_->Get();
+  return absl::StrCat("open calls ", open_calls(), ", speech sessions ", metrics_->speech_sessions(),
+                      ", cache blocks used ", engine ? engine->stats().cache_blocks_used : 0);
+}
+
 }  // namespace mtla

@@ -98,6 +98,9 @@ class MtlaServer {
   int metrics_port() const;
   // Calls open (Generate, StreamingTranslate, Translate): what --max_streams counts.
   int open_calls() const { return calls_.calls->open(); }
+  // What the calls hold, for the last log line after a drain: "open calls N,
+  // speech sessions S, cache blocks used B" (all 0 after a clean drain).
+  std::string HeldByCalls() const;
   std::shared_ptr<Engine> engine() const { return engine_->Get(); }
 
  private:

@@ -201,6 +201,9 @@ void ServingMetrics::AddSpeechSessions(int delta) {
     speech_sessions_->Decrement(-delta);
   }
 }
+int ServingMetrics::speech_sessions() const {
+  return static_cast<int>(speech_sessions_->Value());
+}
 void ServingMetrics::SetOpenCalls(int n) { open_calls_->Set(n); }
 void ServingMetrics::CountCallLimited(const std::string& reason) {
   calls_limited_->Add({{"model_name", model_name_}, {"reason", reason}}).Increment();

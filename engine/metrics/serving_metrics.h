@@ -49,6 +49,7 @@ class ServingMetrics {
   // Speech sessions alive (SpeechSession objects: created at a stream's
   // config or a Translate call, destroyed when the call ends).
   void AddSpeechSessions(int delta);
+  int speech_sessions() const;
 
   // Calls holding a --max_streams slot (server/open_calls.h).
   void SetOpenCalls(int n);
