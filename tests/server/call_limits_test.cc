@@ -217,6 +217,9 @@ TEST_F(CallLimitsTest, MaxStreamsRefusesTheExcessAtOnceAndEveryEndingReturnsItsS
   ASSERT_TRUE(WaitFor([&] { return server_->open_calls() == 2; }, 10, 10));
   const grpc::Status generated = Generate(8);
   EXPECT_TRUE(generated.ok()) << generated.error_message();
+  // A slot comes back once the server has cleaned the call up (OnDone), a
+  // moment after the client has its status.
+  ASSERT_TRUE(WaitFor([&] { return server_->open_calls() == 2; }, 10, 10));
   const grpc::Status translated = Translate();
   EXPECT_TRUE(translated.ok()) << translated.error_message();
   ASSERT_TRUE(WaitFor([&] { return server_->open_calls() == 2; }, 10, 10));
