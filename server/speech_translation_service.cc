@@ -152,6 +152,12 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   void OnReadDone(bool ok) override {
     EnterReaction();
     if (ended_.load()) return;  // End() finished the call: read no more
+    {
+      absl::MutexLock lock(&mu_);
+      // Finished (an error, the idle timeout, the pending bound) or the
+      // client gone: a read that completes now is not a half-close.
+      if (finishing_) return;
+    }
     // Only this reader creates the session and only OnDone, which follows
     // every other reaction, destroys it: the pointer stays valid here.
     SpeechSession* session = CurrentSession();
@@ -178,7 +184,12 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       }
       {
         absl::MutexLock lock(&mu_);
-        reads_done_ = true;  // the idle timeout no longer applies
+        reads_done_ = true;
+        // The idle timeout no longer applies; the results still to come must
+        // be taken by the client within the write-stall bound.
+        if (!finishing_) {
+          control_.timer->Schedule(this, absl::Now() + StallLimit(), [this] { CheckWriteStall(); });
+        }
       }
       MaybeWrite();
       return;
@@ -265,6 +276,25 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   }
 
  private:
+  absl::Duration StallLimit() const { return absl::Seconds(control_.limits.write_stall_seconds); }
+
+  // On the timer's thread, after the half-close: a write the client has not
+  // taken within the stall bound ends the call (the client no longer reads);
+  // else checks again when that could first be the case.
+  void CheckWriteStall() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      const absl::Time now = absl::Now();
+      const absl::Time due = writing_ ? write_started_ + StallLimit() : now + StallLimit();
+      if (!writing_ || now < due) {
+        control_.timer->Schedule(this, due, [this] { CheckWriteStall(); });
+        return;
+      }
+    }
+    FailNotReading();
+  }
+
   absl::Time IdleDeadline() const {
     return absl::Now() + absl::Seconds(control_.limits.stream_idle_timeout_seconds);
   }
@@ -297,6 +327,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     return true;
   }
 
+  // Ends a call whose client does not read: the pending bound was exceeded,
+  // or (after the half-close) a write waited past the stall bound.
   void FailNotReading() ABSL_LOCKS_EXCLUDED(mu_) {
     if (control_.metrics) control_.metrics->CountCallLimited("not_reading");
     Fail(grpc::Status(
@@ -304,8 +336,10 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
         absl::StrCat("the client is not reading its responses: more than ",
                      control_.limits.max_pending_responses, " responses or ",
                      control_.limits.max_pending_response_bytes,
-                     " bytes were waiting to be sent on this stream; read the response stream "
-                     "while sending audio")));
+                     " bytes were waiting to be sent on this stream, or a response waited ",
+                     control_.limits.write_stall_seconds,
+                     " s (--stream_write_stall_seconds); read the response stream while "
+                     "sending audio")));
   }
 
   // From the drain, on its thread: finishes the call with `status`. Leaves
@@ -385,6 +419,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
         outbox_.pop_front();
         outbox_bytes_ -= response_.ByteSizeLong();
         writing_ = true;
+        write_started_ = absl::Now();
         StartWrite(&response_);
         return;
       }
@@ -409,6 +444,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   size_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   StreamResponse response_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time write_started_ ABSL_GUARDED_BY(mu_);  // of the write in flight
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;

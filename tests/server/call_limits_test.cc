@@ -389,5 +389,34 @@ TEST_F(CallLimitsTest, ClientThatNeverReadsIsCancelledAfterTheWriteStallBound) {
   EXPECT_TRUE(Generate(8).ok());
 }
 
+TEST_F(CallLimitsTest, HalfClosedStreamWhoseClientNeverReadsIsEnded) {
+  Start([](ServerOptions& o) {
+    o.max_pending_responses = 100000;  // only the write-stall bound applies
+    o.stream_write_stall_seconds = 1;
+  });
+  auto stub = v1::SpeechTranslation::NewStub(Channel(SmallWindow()));
+  grpc::ClientContext context;
+  context.set_deadline(In(60));
+  auto stream = stub->StreamingTranslate(&context);
+  v1::StreamingTranslateRequest config = Config();
+  config.mutable_config()->set_sample_rate_hz(wav_.sample_rate_hz);
+  ASSERT_TRUE(stream->Write(config));
+  // 10 ms chunks: far more progress responses than the 1 KiB window holds.
+  const size_t chunk = static_cast<size_t>(wav_.sample_rate_hz) / 100;
+  for (size_t i = 0; i < wav_.samples.size(); i += chunk) {
+    std::vector<float> part(wav_.samples.begin() + i,
+                            wav_.samples.begin() + std::min(i + chunk, wav_.samples.size()));
+    ASSERT_TRUE(stream->Write(Audio(Pcm16(part))));
+  }
+  ASSERT_TRUE(stream->WritesDone());
+  EXPECT_TRUE(WaitFor([&] { return Limited("not_reading") == 1; }, 20, 10));
+  ExpectReleased(10);
+  int responses = 0;
+  const grpc::Status status = ReadToEnd(*stream, &responses);
+  EXPECT_THAT(status.error_code(), testing::AnyOf(grpc::StatusCode::CANCELLED,
+                                                  grpc::StatusCode::RESOURCE_EXHAUSTED))
+      << status.error_message();
+}
+
 }  // namespace
 }  // namespace mtla
