@@ -52,6 +52,9 @@ const std::map<std::string, std::string>& ExpectedFamilies() {
       {"mtla_audio_seconds_total", "counter"},
       {"mtla_segments_total", "counter"},
       {"mtla_requests_total", "counter"},
+      {"mtla_speech_sessions", "gauge"},
+      {"mtla_open_calls", "gauge"},
+      {"mtla_calls_limited_total", "counter"},
   };
   return families;
 }
@@ -137,9 +140,15 @@ TEST(ServingMetricsTest, FreshRegistryExposesEveryFamilyAtZero) {
     if (type == "histogram") {
       EXPECT_EQ(e.Value(Series(name + "_count")), 0) << name;
       EXPECT_EQ(e.Value(Series(name + "_sum")), 0) << name;
-    } else if (name != "mtla_requests_total") {
+    } else if (name != "mtla_requests_total" && name != "mtla_calls_limited_total") {
       EXPECT_EQ(e.Value(Series(name)), 0) << name;
     }
+  }
+  // Every limit's series exists before it is first hit.
+  for (const char* reason : {"max_streams", "idle_timeout", "not_reading"}) {
+    EXPECT_EQ(e.Value(Series("mtla_calls_limited_total", std::string(",reason=\"") + reason + "\"")),
+              0)
+        << reason;
   }
   // The common status codes exist before the first request.
   for (const char* status : {"ok", "cancelled", "invalid_argument", "resource_exhausted",
@@ -147,6 +156,24 @@ TEST(ServingMetricsTest, FreshRegistryExposesEveryFamilyAtZero) {
     EXPECT_EQ(e.Value(Series("mtla_requests_total", std::string(",status=\"") + status + "\"")), 0)
         << status;
   }
+}
+
+TEST(ServingMetricsTest, CallLimitsSessionsAndOpenCalls) {
+  ServingMetrics m(kModel);
+  m.CountCallLimited("max_streams");
+  m.CountCallLimited("max_streams");
+  m.CountCallLimited("idle_timeout");
+  m.AddSpeechSessions(3);
+  m.AddSpeechSessions(-1);
+  m.SetOpenCalls(5);
+  EXPECT_EQ(m.calls_limited("max_streams"), 2);
+  EXPECT_EQ(m.calls_limited("not_reading"), 0);
+  EXPECT_EQ(m.speech_sessions(), 2);
+  const Exposition e = Parse(Expose(m));
+  EXPECT_EQ(e.Value(Series("mtla_calls_limited_total", ",reason=\"max_streams\"")), 2);
+  EXPECT_EQ(e.Value(Series("mtla_calls_limited_total", ",reason=\"idle_timeout\"")), 1);
+  EXPECT_EQ(e.Value(Series("mtla_speech_sessions")), 2);
+  EXPECT_EQ(e.Value(Series("mtla_open_calls")), 5);
 }
 
 TEST(ServingMetricsTest, HistogramBucketsAreVllms) {
