@@ -144,6 +144,8 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     }
     {
       absl::MutexLock lock(&mu_);
+      // The drain may have ended the call since it was admitted.
+      if (finishing_) return;
       control_.timer->Schedule(this, IdleDeadline(), [this] { IdleTimeout(); });
     }
     StartRead(&request_);
