@@ -38,7 +38,8 @@ include(GoogleTest)
 # Test binaries whose tests run several threads (engine thread, request
 # streams, gRPC reactors): ctest label `threaded`, the ThreadSanitizer set
 # (tools/sanitize.sh tsan; keep in sync with the `tsan` build preset).
-set(MTLA_THREADED_TESTS engine_test scheduler_test server_integration_test speech_e2e_test)
+set(MTLA_THREADED_TESTS engine_test scheduler_test server_integration_test speech_e2e_test
+    call_timer_test call_limits_test fault_injection_test sigterm_load_test)
 
 # mtla_test(NAME SOURCES... DEPS... [FIXTURES...]): a GoogleTest binary
 # registered with ctest (nothing in the fuzz build, MTLA_FUZZ); its tests

@@ -40,6 +40,16 @@ ABSL_FLAG(std::string, request_log, "all",
 ABSL_FLAG(bool, request_log_content, false,
           "Add prompt and output token ids and the output text to --request_log lines (audio "
           "is never logged)");
+// Call limits (server/call_control.h); docs/deployment.md, docs/reliability.md.
+ABSL_FLAG(int, max_streams, 256,
+          "Generate, StreamingTranslate and Translate calls open at once; more get "
+          "RESOURCE_EXHAUSTED at once (0: no limit)");
+ABSL_FLAG(double, stream_idle_timeout_seconds, 30,
+          "A StreamingTranslate stream that sends nothing for this long before half-closing ends "
+          "with OUT_OF_RANGE, freeing its session (in (0, 3600])");
+ABSL_FLAG(double, stream_write_stall_seconds, 10,
+          "A call whose client takes no response (or final status) for this long is cancelled "
+          "(in (0, 3600])");
 // Transport security (server/server_credentials.h) and connection management
 // (server/connection_options.h); docs/deployment.md.
 ABSL_FLAG(std::string, tls_cert_file, "",
@@ -94,6 +104,9 @@ int main(int argc, char** argv) {
   options.max_new_tokens_limit = absl::GetFlag(FLAGS_max_new_tokens_limit);
   options.max_context_tokens = absl::GetFlag(FLAGS_max_context_tokens);
   options.drain_grace_seconds = absl::GetFlag(FLAGS_drain_grace_seconds);
+  options.max_streams = absl::GetFlag(FLAGS_max_streams);
+  options.stream_idle_timeout_seconds = absl::GetFlag(FLAGS_stream_idle_timeout_seconds);
+  options.stream_write_stall_seconds = absl::GetFlag(FLAGS_stream_write_stall_seconds);
   options.engine_stall_seconds = absl::GetFlag(FLAGS_engine_stall_seconds);
   options.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert_file),
                  .key_file = absl::GetFlag(FLAGS_tls_key_file),
@@ -140,6 +153,6 @@ int main(int argc, char** argv) {
   std::fprintf(stderr, "mtla-server: serving\n");
   (*server)->Wait();
   signal_thread.join();
-  std::fprintf(stderr, "mtla-server: stopped\n");
+  std::fprintf(stderr, "mtla-server: stopped (%s)\n", (*server)->HeldByCalls().c_str());
   return 0;
 }

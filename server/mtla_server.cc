@@ -38,6 +38,22 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
     return absl::InvalidArgumentError(
         absl::StrCat("--device must be auto, cpu or cuda, got '", options.device, "'"));
   }
+  if (options.max_streams < 0) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--max_streams must be >= 0 (0: no limit), got ", options.max_streams));
+  }
+  for (const auto& [flag, seconds] :
+       {std::pair<const char*, double>{"--stream_idle_timeout_seconds",
+                                       options.stream_idle_timeout_seconds},
+        {"--stream_write_stall_seconds", options.stream_write_stall_seconds}}) {
+    if (!(seconds > 0 && seconds <= 3600)) {
+      return absl::InvalidArgumentError(
+          absl::StrCat(flag, " must be in (0, 3600] seconds, got ", seconds));
+    }
+  }
+  if (options.max_pending_responses < 1 || options.max_pending_response_bytes < 1) {
+    return absl::InvalidArgumentError("max_pending_responses and _bytes must be >= 1");
+  }
   auto server = std::unique_ptr<MtlaServer>(new MtlaServer());
   server->options_ = options;
   const std::string model_name = options.served_model_name.empty()
@@ -46,6 +62,12 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   server->metrics_ = std::make_shared<ServingMetrics>(model_name);
   server->call_reporter_ =
       std::make_shared<CallReporter>(server->metrics_, model_name, options.request_log);
+  server->calls_.calls = std::make_shared<OpenCalls>(options.max_streams, server->metrics_);
+  server->calls_.metrics = server->metrics_;
+  server->calls_.limits = {.stream_idle_timeout_seconds = options.stream_idle_timeout_seconds,
+                           .max_pending_responses = options.max_pending_responses,
+                           .max_pending_response_bytes = options.max_pending_response_bytes,
+                           .write_stall_seconds = options.stream_write_stall_seconds};
 
   grpc::EnableDefaultHealthCheckService(true);
   grpc::reflection::InitProtoReflectionServerBuilderPlugin();
@@ -60,7 +82,7 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   builder.SetMaxReceiveMessageSize(options.max_message_bytes);
   builder.SetMaxSendMessageSize(options.max_message_bytes);
   server->services_.push_back(std::make_unique<TextGenerationService>(
-      server->engine_, server->text_, server->call_reporter_));
+      server->engine_, server->text_, server->calls_, server->call_reporter_));
   server->services_.push_back(std::make_unique<ModelsService>(server->engine_, server->speech_,
                                                               model_name, server->text_));
   SpeechSessionOptions speech_defaults;
@@ -68,7 +90,7 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   speech_defaults.max_chunk_bytes = options.max_audio_chunk_bytes;
   server->services_.push_back(
       std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults, model_name,
-                                                 server->speech_calls_, server->call_reporter_));
+                                                 server->calls_, server->call_reporter_));
   // Reflection: v1alpha from gRPC's plugin, v1 from our own service, both
   // listing the same services (tests/server/grpc_conventions_test.cc checks
   // that the two lists agree, so a service added above must be named here).
@@ -213,20 +235,20 @@ void MtlaServer::Drain() {
   // sees NOT_SERVING never gets a new call through). Open streams go on
   // sending audio, and their next segments are not in the engine yet, so both
   // are waited for.
-  speech_calls_->StopAdmitting();
+  calls_.calls->StopAdmitting();
   std::shared_ptr<Engine> engine = engine_->Get();
   if (engine) engine->StartDrain();
   StopHealthMonitor();
   SetServing(false);
   auto busy = [&] {
-    return speech_calls_->open() > 0 || (engine && engine->stats().in_flight > 0);
+    return calls_.calls->open() > 0 || (engine && engine->stats().in_flight > 0);
   };
   while (busy() && std::chrono::steady_clock::now() < deadline) {
     std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
-  if (const int open = speech_calls_->open(); open > 0) {
-    std::fprintf(stderr, "mtla-server: drain grace period over; ending %d open stream(s)\n", open);
-    speech_calls_->EndAll(absl::UnavailableError(absl::StrCat(
+  if (const int open = calls_.calls->open(); open > 0) {
+    std::fprintf(stderr, "mtla-server: drain grace period over; ending %d open call(s)\n", open);
+    calls_.calls->EndAll(absl::UnavailableError(absl::StrCat(
         "the server is shutting down: its drain grace period (", options_.drain_grace_seconds,
         " s) ended before the stream half-closed; retry on another replica")));
   }
@@ -235,5 +257,11 @@ void MtlaServer::Drain() {
 }
 
 void MtlaServer::Wait() { server_->Wait(); }
+
+std::string MtlaServer::HeldByCalls() const {
+  std::shared_ptr<Engine> engine = engine_->Get();
+  return absl::StrCat("open calls ", open_calls(), ", speech sessions ", metrics_->speech_sessions(),
+                      ", cache blocks used ", engine ? engine->stats().cache_blocks_used : 0);
+}
 
 }  // namespace mtla

@@ -25,6 +25,7 @@
 #include "engine/speech/speech_model.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/call_reporter.h"
+#include "server/call_control.h"
 #include "server/connection_options.h"
 #include "server/engine_holder.h"
 #include "server/http/metrics_http_server.h"
@@ -59,6 +60,16 @@ struct ServerOptions {
   double engine_stall_seconds = 60;
   // Fault-injection tests only (see ServedModelOptions::wrap_backend).
   std::function<std::unique_ptr<ModelBackend>(std::unique_ptr<ModelBackend>)> wrap_backend;
+  // Calls (server/call_control.h): at most max_streams Generate,
+  // StreamingTranslate and Translate calls open at once (0: no limit); a
+  // stream idle this long ends with OUT_OF_RANGE; a write or final status the
+  // client does not take this long cancels the call; a StreamingTranslate
+  // call may leave this many responses / bytes unread.
+  int max_streams = 256;
+  double stream_idle_timeout_seconds = 30;
+  double stream_write_stall_seconds = 10;
+  int max_pending_responses = 256;
+  size_t max_pending_response_bytes = 1u << 20;
   // Speech sessions.
   double max_stream_seconds = 3600;
   size_t max_audio_chunk_bytes = 1 << 20;
@@ -89,6 +100,11 @@ class MtlaServer {
   // Whether grpc.health.v1 currently answers SERVING.
   bool serving() const;
   int metrics_port() const;
+  // Calls open (Generate, StreamingTranslate, Translate): what --max_streams counts.
+  int open_calls() const { return calls_.calls->open(); }
+  // What the calls hold, for the last log line after a drain: "open calls N,
+  // speech sessions S, cache blocks used B" (all 0 after a clean drain).
+  std::string HeldByCalls() const;
   std::shared_ptr<Engine> engine() const { return engine_->Get(); }
 
  private:
@@ -98,7 +114,9 @@ class MtlaServer {
   std::shared_ptr<EngineHolder> engine_ = std::make_shared<EngineHolder>();
   std::shared_ptr<TextFrontEndHolder> text_ = std::make_shared<TextFrontEndHolder>();
   std::shared_ptr<SpeechFrontEndHolder> speech_ = std::make_shared<SpeechFrontEndHolder>();
-  std::shared_ptr<OpenCalls> speech_calls_ = std::make_shared<OpenCalls>();  // open streams
+  // The open calls (--max_streams, drain) and the timer of idle and stalled
+  // calls, shared by the services; set by Start().
+  CallControl calls_;
   // Watches the engine's Health() and turns gRPC health NOT_SERVING while it
   // fails (for good after a backend failure), so a liveness probe restarts
   // the pod instead of every request failing behind SERVING.

@@ -222,18 +222,20 @@ using StreamResponse = v1::StreamingTranslateResponse;
 
 // Reads config then audio; writes progress for every chunk and the session's
 // updates, one write in flight at a time; finishes once the client half-closed
-// and every segment has its final result, or at the first error.
+// and every segment has its final result, or at the first error, the idle
+// timeout or the pending-response bound (see the header).
 class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiReactor<StreamRequest, StreamResponse>> {
  public:
   // `front_end`: the holder's ForCall(), whose error ends the call.
   StreamingTranslateReactor(grpc::CallbackServerContext* context,
                             absl::StatusOr<std::shared_ptr<const SpeechFrontEnd>> front_end,
                             const SpeechSessionOptions& defaults, std::string model_name,
-                            OpenCalls& calls, std::shared_ptr<const CallReporter> reporter)
+                            const CallControl& control, std::shared_ptr<const CallReporter> reporter)
       : context_(context),
         reporter_(std::move(reporter)),
         defaults_(defaults),
-        model_name_(std::move(model_name)) {
+        model_name_(std::move(model_name)),
+        control_(control) {
     {
       absl::MutexLock lock(&mu_);
       report_.request_id = CallRequestId("", *context_);
@@ -243,23 +245,36 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       report_.segments = 0;
       report_.audio_seconds = 0;
     }
-    admitted_ = calls.Admit([this](const absl::Status& status) { End(ToGrpcStatus(status)); });
-    if (admitted_ == nullptr) {
-      Fail(grpc::Status(grpc::StatusCode::UNAVAILABLE,
-                        "server is draining; retry on another replica"));
+    absl::StatusOr<std::shared_ptr<OpenCalls::Entry>> admitted =
+        control_.calls->Admit([this](const absl::Status& status) { End(ToGrpcStatus(status)); });
+    if (!admitted.ok()) {
+      Fail(ToGrpcStatus(admitted.status()));
       return;
     }
+    admitted_ = std::move(*admitted);
     if (!front_end.ok()) {
       Fail(ToGrpcStatus(front_end.status()));
       return;
     }
     front_end_ = std::move(*front_end);
+    {
+      absl::MutexLock lock(&mu_);
+      // The drain may have ended the call since it was admitted.
+      if (finishing_) return;
+      control_.timer->Schedule(this, IdleDeadline(), [this] { IdleTimeout(); });
+    }
     StartRead(&request_);
   }
 
   void OnReadDone(bool ok) override {
     EnterReaction();
     if (ended_.load()) return;  // End() finished the call: read no more
+    {
+      absl::MutexLock lock(&mu_);
+      // Finished (an error, the idle timeout, the pending bound) or the
+      // client gone: a read that completes now is not a half-close.
+      if (finishing_) return;
+    }
     // Only this reader creates the session and only OnDone, which follows
     // every other reaction, destroys it: the pointer stays valid here.
     SpeechSession* session = CurrentSession();
@@ -290,9 +305,20 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       {
         absl::MutexLock lock(&mu_);
         reads_done_ = true;
+        // The idle timeout no longer applies; the results still to come must
+        // be taken by the client within the write-stall bound.
+        if (!finishing_) {
+          control_.timer->Schedule(this, absl::Now() + StallLimit(), [this] { CheckWriteStall(); });
+        }
       }
       MaybeWrite();
       return;
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      // A message arrived: the idle deadline moves (not once the call is
+      // finishing, when the timer holds its write-stall cancel instead).
+      if (!finishing_) control_.timer->Postpone(this, IdleDeadline());
     }
     if (session == nullptr) {
       absl::StatusOr<std::unique_ptr<SpeechSession>> created =
@@ -328,9 +354,14 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       StreamResponse progress;
       progress.mutable_progress()->set_processed_seconds(session->processed_seconds());
       progress.mutable_progress()->set_chunks_received(session->chunks_received());
+      bool over = false;
       {
         absl::MutexLock lock(&mu_);
-        outbox_.push_back(std::move(progress));
+        if (!finishing_) over = !Enqueue(std::move(progress));
+      }
+      if (over) {
+        FailNotReading();
+        return;
       }
       MaybeWrite();
     }
@@ -356,6 +387,7 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
 
   void OnDone() override {
     EnterReaction();
+    control_.timer->Cancel(this);  // waits for a timer action in progress
     if (admitted_) admitted_->Release();  // waits for an End() in progress
     std::unique_ptr<SpeechSession> session;
     CallReport report;
@@ -384,9 +416,75 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
   }
 
  private:
-  // From the drain, on its thread: finishes the call with `status` once no
-  // write is in flight. Leaves the session alone (the reader's); OnDone
-  // releases it, which stops its segments.
+  absl::Duration StallLimit() const { return absl::Seconds(control_.limits.write_stall_seconds); }
+
+  // On the timer's thread, after the half-close: a write the client has not
+  // taken within the stall bound ends the call (the client no longer reads);
+  // else checks again when that could first be the case.
+  void CheckWriteStall() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (finishing_) return;
+      const absl::Time now = absl::Now();
+      const absl::Time due = writing_ ? write_started_ + StallLimit() : now + StallLimit();
+      if (!writing_ || now < due) {
+        control_.timer->Schedule(this, due, [this] { CheckWriteStall(); });
+        return;
+      }
+    }
+    FailNotReading();
+  }
+
+  absl::Time IdleDeadline() const {
+    return absl::Now() + absl::Seconds(control_.limits.stream_idle_timeout_seconds);
+  }
+
+  // On the timer's thread, once nothing arrived for the idle timeout.
+  void IdleTimeout() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      if (reads_done_ || finishing_) return;
+    }
+    if (control_.metrics) control_.metrics->CountCallLimited("idle_timeout");
+    const double timeout = control_.limits.stream_idle_timeout_seconds;
+    Fail(grpc::Status(
+        grpc::StatusCode::OUT_OF_RANGE,
+        absl::StrCat("stream idle: no message received for ", timeout,
+                     " s (--stream_idle_timeout_seconds); send audio at least every ", timeout,
+                     " s (silence counts), or half-close the stream to get its final results")));
+  }
+
+  // Queues a response for the client; false (nothing queued) when the
+  // pending bound would be exceeded.
+  bool Enqueue(StreamResponse response) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    const size_t bytes = response.ByteSizeLong();
+    if (static_cast<int>(outbox_.size()) + 1 > control_.limits.max_pending_responses ||
+        outbox_bytes_ + bytes > control_.limits.max_pending_response_bytes) {
+      return false;
+    }
+    outbox_bytes_ += bytes;
+    outbox_.push_back(std::move(response));
+    return true;
+  }
+
+  // Ends a call whose client does not read: the pending bound was exceeded,
+  // or (after the half-close) a write waited past the stall bound.
+  void FailNotReading() ABSL_LOCKS_EXCLUDED(mu_) {
+    if (control_.metrics) control_.metrics->CountCallLimited("not_reading");
+    Fail(grpc::Status(
+        grpc::StatusCode::RESOURCE_EXHAUSTED,
+        absl::StrCat("the client is not reading its responses: more than ",
+                     control_.limits.max_pending_responses, " responses or ",
+                     control_.limits.max_pending_response_bytes,
+                     " bytes were waiting to be sent on this stream, or a response waited ",
+                     control_.limits.write_stall_seconds,
+                     " s (--stream_write_stall_seconds); read the response stream while "
+                     "sending audio")));
+  }
+
+  // From the drain, on its thread: finishes the call with `status`. Leaves
+  // the session alone (the reader's); OnDone releases it, which stops its
+  // segments.
   void End(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     ended_.store(true);
     FinishOnce(status);
@@ -399,75 +497,100 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
     return session_.get();
   }
 
-  // Finishes with an error once no write is in flight; stops the session.
+  // Finishes with an error; stops the session.
   void Fail(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     if (SpeechSession* session = CurrentSession()) session->Cancel();
     FinishOnce(status);
   }
 
-  // Finishes the call with `status` (the first one asked for wins), now or,
-  // when a write is in flight, from OnWriteDone; results not yet written are
-  // dropped.
+  // Finishes the call with `status` (the first one asked for wins) and drops
+  // the results not yet written. A write may still be in flight: the status
+  // follows it, and if the client takes neither within the write-stall bound
+  // the timer cancels the call.
   void FinishOnce(const grpc::Status& status) ABSL_LOCKS_EXCLUDED(mu_) {
     {
       absl::MutexLock lock(&mu_);
       if (finishing_) return;
       finishing_ = true;
-      final_status_ = status;
       outbox_.clear();
-      if (writing_) return;  // OnWriteDone finishes
+      outbox_bytes_ = 0;
       finished_ = true;
+      final_status_ = status;
+      // Before Finish: OnDone, which cancels this, may follow Finish at once.
+      control_.timer->Schedule(
+          this, absl::Now() + absl::Seconds(control_.limits.write_stall_seconds),
+          [this] { context_->TryCancel(); });
     }
     Finish(status);
   }
 
   void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_) {
-    absl::MutexLock lock(&mu_);
-    if (writing_ || finished_) return;
-    if (finishing_) {
-      finished_ = true;
-      Finish(final_status_);
-      return;
-    }
-    if (session_) {
-      for (SegmentUpdate& update : session_->TakeUpdates()) {
-        RecordUpdate(update, start_, reporter_ && reporter_->wants_content(), &report_);
-        StreamResponse response;
-        *response.mutable_result() = ToWire(update);
-        outbox_.push_back(std::move(response));
-      }
-    }
-    if (outbox_.empty()) {
-      if (reads_done_ && session_ && session_->done()) {
+    bool over = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (finished_) return;
+      if (finishing_) {  // a failed write: the client is gone
         finished_ = true;
-        final_status_ = ToGrpcStatus(session_->error());
+        final_status_ = grpc::Status(grpc::StatusCode::CANCELLED, "the client went away");
         Finish(final_status_);
+        return;
       }
-      return;
+      // Updates move to the outbox even while a write is in flight, so that
+      // the pending bound sees them.
+      if (session_) {
+        for (SegmentUpdate& update : session_->TakeUpdates()) {
+          RecordUpdate(update, start_, reporter_ && reporter_->wants_content(), &report_);
+          StreamResponse response;
+          *response.mutable_result() = ToWire(update);
+          if (!Enqueue(std::move(response))) {
+            over = true;
+            break;
+          }
+        }
+      }
+      if (!over) {
+        if (writing_) return;
+        if (outbox_.empty()) {
+          if (reads_done_ && session_ && session_->done()) {
+            finished_ = true;
+            final_status_ = ToGrpcStatus(session_->error());
+            Finish(final_status_);
+          }
+          return;
+        }
+        response_ = std::move(outbox_.front());
+        outbox_.pop_front();
+        outbox_bytes_ -= response_.ByteSizeLong();
+        writing_ = true;
+        write_started_ = absl::Now();
+        StartWrite(&response_);
+        return;
+      }
     }
-    response_ = std::move(outbox_.front());
-    outbox_.pop_front();
-    writing_ = true;
-    StartWrite(&response_);
+    FailNotReading();
   }
 
   grpc::CallbackServerContext* const context_;
   const std::shared_ptr<const CallReporter> reporter_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
-  std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (draining)
+  std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (limit or draining)
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> ended_{false};
   std::shared_ptr<const SpeechFrontEnd> front_end_;  // set before the first read
   SpeechSessionOptions defaults_;
   const std::string model_name_;
+  const CallControl control_;
   StreamRequest request_;
   absl::Mutex mu_;
   // Set by the reader on config, read by every reaction and by the engine
   // thread (MaybeWrite through the session's notify), released in OnDone.
   std::unique_ptr<SpeechSession> session_ ABSL_GUARDED_BY(mu_);
+  // Responses not yet handed to gRPC; bounded by control_.limits.
   std::deque<StreamResponse> outbox_ ABSL_GUARDED_BY(mu_);
+  size_t outbox_bytes_ ABSL_GUARDED_BY(mu_) = 0;
   StreamResponse response_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  absl::Time write_started_ ABSL_GUARDED_BY(mu_);  // of the write in flight
   bool reads_done_ ABSL_GUARDED_BY(mu_) = false;
   bool finishing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
@@ -480,9 +603,14 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
 // the reactor, so Finish is the last thing any thread does with `this`.
 class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
  public:
+  // `admitted` holds the call's --max_streams slot until OnDone.
   TranslateReactor(grpc::CallbackServerContext* context, v1::TranslateResponse* response,
-                   std::shared_ptr<const CallReporter> reporter)
-      : context_(context), response_(response), reporter_(std::move(reporter)) {}
+                   std::shared_ptr<const CallReporter> reporter,
+                   std::shared_ptr<OpenCalls::Entry> admitted)
+      : context_(context),
+        response_(response),
+        reporter_(std::move(reporter)),
+        admitted_(std::move(admitted)) {}
 
   void Start(std::shared_ptr<const SpeechFrontEnd> front_end, const v1::TranslateRequest& request,
              const SpeechSessionOptions& defaults, const std::string& model_name) {
@@ -527,6 +655,7 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
 
   void OnDone() override {
     EnterReaction();
+    admitted_->Release();
     std::unique_ptr<SpeechSession> session;
     CallReport report;
     grpc::Status sent;
@@ -587,6 +716,7 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
   v1::TranslateResponse* const response_;
   const std::shared_ptr<const CallReporter> reporter_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
+  const std::shared_ptr<OpenCalls::Entry> admitted_;
   std::shared_ptr<const SpeechFrontEnd> front_end_;
   absl::Mutex mu_;
   std::unique_ptr<SpeechSession> session_ ABSL_GUARDED_BY(mu_);
@@ -601,7 +731,7 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
 grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
 SpeechTranslationService::StreamingTranslate(grpc::CallbackServerContext* context) {
   return new StreamingTranslateReactor(context, front_end_->ForCall(), defaults_, model_name_,
-                                       *calls_, reporter_);
+                                       control_, reporter_);
 }
 
 grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServerContext* context,
@@ -627,7 +757,12 @@ grpc::ServerUnaryReactor* SpeechTranslationService::Translate(grpc::CallbackServ
     return refuse(grpc::Status(grpc::StatusCode::UNAVAILABLE,
                                "server is draining; retry on another replica"));
   }
-  auto* translate = new TranslateReactor(context, response, reporter_);
+  // Translate's session and its segments are in the engine, which the drain
+  // stops: the drain has nothing to end itself.
+  absl::StatusOr<std::shared_ptr<OpenCalls::Entry>> admitted =
+      control_.calls->Admit([](const absl::Status&) {});
+  if (!admitted.ok()) return refuse(ToGrpcStatus(admitted.status()));
+  auto* translate = new TranslateReactor(context, response, reporter_, std::move(*admitted));
   translate->Start(std::move(front_end), *request, defaults_, model_name_);
   return translate;
 }

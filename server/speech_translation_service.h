@@ -5,11 +5,16 @@
 // A call while the model loads is UNAVAILABLE; on a model without speech it
 // is UNIMPLEMENTED.
 //
-// Drain: every StreamingTranslate call is admitted in `calls` when it starts;
-// once the drain stops admission, new calls (and new Translate calls, refused
-// while the engine drains) end with UNAVAILABLE, while the admitted ones go
-// on until they half-close and get their last result, or until the drain's
-// EndAll ends them with its status.
+// Limits and drain: every StreamingTranslate and Translate call is admitted
+// in `control.calls` when it starts. Over --max_streams a call ends at once
+// with RESOURCE_EXHAUSTED; once the drain stops admission, new calls end with
+// UNAVAILABLE, while the admitted ones go on until they half-close and get
+// their last result, or until the drain's EndAll ends them with its status.
+// A stream that receives nothing for limits.stream_idle_timeout_seconds
+// before half-closing ends with OUT_OF_RANGE; one whose client leaves more
+// than limits.max_pending_responses (or _bytes) responses unread ends with
+// RESOURCE_EXHAUSTED; both free the session at once, and a finished call
+// whose client takes nothing for limits.write_stall_seconds is cancelled.
 #ifndef MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
 #define MTLA_SERVER_SPEECH_TRANSLATION_SERVICE_H_
 
@@ -22,8 +27,8 @@
 #include "engine/streaming/speech_session.h"
 #include "mtla/v1/models.pb.h"
 #include "mtla/v1/speech_translation.grpc.pb.h"
+#include "server/call_control.h"
 #include "server/call_reporter.h"
-#include "server/open_calls.h"
 #include "server/speech_front_end_holder.h"
 
 namespace mtla {
@@ -34,12 +39,12 @@ class SpeechTranslationService final : public v1::SpeechTranslation::CallbackSer
   // `reporter` (may be null) accounts every call when it ends.
   SpeechTranslationService(std::shared_ptr<SpeechFrontEndHolder> front_end,
                            SpeechSessionOptions defaults, std::string model_name,
-                           std::shared_ptr<OpenCalls> calls = std::make_shared<OpenCalls>(),
+                           CallControl control = {},
                            std::shared_ptr<const CallReporter> reporter = nullptr)
       : front_end_(std::move(front_end)),
         defaults_(defaults),
         model_name_(std::move(model_name)),
-        calls_(std::move(calls)),
+        control_(std::move(control)),
         reporter_(std::move(reporter)) {}
 
   grpc::ServerBidiReactor<v1::StreamingTranslateRequest, v1::StreamingTranslateResponse>*
@@ -53,7 +58,7 @@ class SpeechTranslationService final : public v1::SpeechTranslation::CallbackSer
   std::shared_ptr<SpeechFrontEndHolder> front_end_;
   SpeechSessionOptions defaults_;
   const std::string model_name_;
-  std::shared_ptr<OpenCalls> calls_;
+  CallControl control_;
   std::shared_ptr<const CallReporter> reporter_;
 };
 

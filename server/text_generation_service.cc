@@ -24,13 +24,20 @@ v1::FinishReason ToWire(FinishReason reason) {
 }
 
 // Writes the request's events in order, one write in flight at a time;
-// reports the call (CallReporter) from OnDone.
+// reports the call (CallReporter) from OnDone. The engine's RequestStream
+// coalesces what the reactor has not taken yet into one pending event, so
+// what waits for a slow client is at most the request's max_new_tokens token
+// ids. A write (or the final status) the client has not taken for
+// limits.write_stall_seconds cancels the call.
 class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1::GenerateResponse>> {
  public:
   GenerateReactor(grpc::CallbackServerContext* context, std::shared_ptr<Engine> engine,
                   std::shared_ptr<const TextFrontEnd> text, const v1::GenerateRequest& wire,
-                  std::shared_ptr<const CallReporter> reporter)
-      : context_(context), reporter_(std::move(reporter)), text_(std::move(text)) {
+                  const CallControl& control, std::shared_ptr<const CallReporter> reporter)
+      : context_(context),
+        control_(control),
+        reporter_(std::move(reporter)),
+        text_(std::move(text)) {
     {
       absl::MutexLock lock(&mu_);
       report_.request_id = CallRequestId(wire.request_id(), *context_);
@@ -42,6 +49,15 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
                                         wire.prompt_token_ids().end());
       }
     }
+    // The request is in the engine, whose Stop ends it after the drain's
+    // grace period: the drain has nothing to end itself.
+    absl::StatusOr<std::shared_ptr<OpenCalls::Entry>> admitted =
+        control_.calls->Admit([](const absl::Status&) {});
+    if (!admitted.ok()) {
+      FinishCall(ToGrpcStatus(admitted.status()));
+      return;
+    }
+    admitted_ = std::move(*admitted);
     if (engine == nullptr) {
       FinishCall(grpc::Status(grpc::StatusCode::UNAVAILABLE, "model is loading"));
       return;
@@ -56,11 +72,14 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
       FinishCall(ToGrpcStatus(stream.status()));
       return;
     }
-    if (text_ != nullptr && text_->tokenizer != nullptr) {
-      absl::MutexLock lock(&mu_);
-      detokenizer_.emplace(text_->tokenizer.get());
-    }
     stream_ = std::move(*stream);
+    {
+      absl::MutexLock lock(&mu_);
+      if (text_ != nullptr && text_->tokenizer != nullptr) {
+        detokenizer_.emplace(text_->tokenizer.get());
+      }
+      control_.timer->Schedule(this, absl::Now() + StallLimit(), [this] { CheckWriteStall(); });
+    }
     stream_->SetListener([this] { MaybeWrite(); });
     MaybeWrite();
   }
@@ -85,6 +104,8 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
 
   void OnDone() override {
     EnterReaction();
+    control_.timer->Cancel(this);  // waits for a check in progress
+    if (admitted_) admitted_->Release();
     if (stream_) {
       stream_->Cancel();  // no-op when already finished
       stream_->SetListener(nullptr);
@@ -114,6 +135,27 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
     FinishLocked(status);
   }
 
+  absl::Duration StallLimit() const { return absl::Seconds(control_.limits.write_stall_seconds); }
+
+  // On the timer's thread: cancels the call when its write in flight (or its
+  // final status) has waited longer than the stall limit; else checks again
+  // when that could first be the case.
+  void CheckWriteStall() ABSL_LOCKS_EXCLUDED(mu_) {
+    {
+      absl::MutexLock lock(&mu_);
+      const absl::Time now = absl::Now();
+      const bool waiting_on_client = writing_ || finished_;
+      const absl::Time due = waiting_on_client ? op_started_ + StallLimit() : now + StallLimit();
+      if (!waiting_on_client || now < due) {
+        control_.timer->Schedule(this, due, [this] { CheckWriteStall(); });
+        return;
+      }
+    }
+    if (control_.metrics) control_.metrics->CountCallLimited("not_reading");
+    if (stream_) stream_->Cancel();
+    context_->TryCancel();
+  }
+
   void MaybeWrite() ABSL_LOCKS_EXCLUDED(mu_) {
     absl::MutexLock lock(&mu_);
     if (writing_ || finished_) return;
@@ -123,12 +165,14 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
     if (write_failed_) {  // nobody reads any more: wait for the end, then Finish
       if (!event.finished) return;
       finished_ = true;
+      op_started_ = absl::Now();
       FinishLocked(event.status.ok() ? grpc::Status(grpc::StatusCode::CANCELLED, "write failed")
                                      : ToGrpcStatus(event.status));
       return;
     }
     if (event.finished && !event.status.ok()) {
       finished_ = true;
+      op_started_ = absl::Now();
       FinishLocked(ToGrpcStatus(event.status));
       return;
     }
@@ -151,10 +195,12 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
       timing->set_num_preemptions(event.timing.num_preemptions);
       sent_ = grpc::Status::OK;
       report_.error.clear();
+      op_started_ = absl::Now();
       StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
       return;
     }
     writing_ = true;
+    op_started_ = absl::Now();
     StartWrite(&response_);
   }
 
@@ -180,15 +226,19 @@ class GenerateReactor final : public OrderedReactor<grpc::ServerWriteReactor<v1:
   }
 
   grpc::CallbackServerContext* const context_;
+  const CallControl control_;
   const std::shared_ptr<const CallReporter> reporter_;
   const std::chrono::steady_clock::time_point start_ = std::chrono::steady_clock::now();
   const std::shared_ptr<const TextFrontEnd> text_;  // keeps the tokenizer alive
+  std::shared_ptr<OpenCalls::Entry> admitted_;  // null: refused (limit or draining)
   std::shared_ptr<RequestStream> stream_;
   absl::Mutex mu_;
   // Set when the model has a tokenizer: the call's text so far.
   std::optional<IncrementalDetokenizer> detokenizer_ ABSL_GUARDED_BY(mu_);
   CallReport report_ ABSL_GUARDED_BY(mu_);
   grpc::Status sent_ ABSL_GUARDED_BY(mu_);  // what Finish() sent
+  // When the write in flight, or the final status, was handed to gRPC.
+  absl::Time op_started_ ABSL_GUARDED_BY(mu_);
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_ ABSL_GUARDED_BY(mu_) = false;
   bool write_failed_ ABSL_GUARDED_BY(mu_) = false;
@@ -279,7 +329,8 @@ grpc::ServerWriteReactor<v1::GenerateResponse>* TextGenerationService::Generate(
     grpc::CallbackServerContext* context, const v1::GenerateRequest* request) {
   // The front end is published before the engine: seeing the engine implies it.
   std::shared_ptr<Engine> engine = engine_->Get();
-  return new GenerateReactor(context, std::move(engine), text_->Get(), *request, reporter_);
+  return new GenerateReactor(context, std::move(engine), text_->Get(), *request, control_,
+                             reporter_);
 }
 
 grpc::ServerUnaryReactor* TextGenerationService::Tokenize(grpc::CallbackServerContext* context,

@@ -1,6 +1,10 @@
 // mtla.v1.TextGeneration on the gRPC callback API: each Generate call is a
 // write reactor fed by the request's RequestStream; Tokenize and Detokenize
-// are unary calls on the model's tokenizer (TextFrontEnd).
+// are unary calls on the model's tokenizer (TextFrontEnd). Every Generate
+// call is admitted in `control.calls` (RESOURCE_EXHAUSTED over --max_streams,
+// UNAVAILABLE once draining) and holds its slot until it ends; a call whose
+// client takes no response for control.limits.write_stall_seconds is
+// cancelled.
 //
 // Text: a `prompt` is encoded on the RPC thread (SentencePiece, linear in its
 // length); the reactor turns each event's tokens into a text delta with an
@@ -15,6 +19,7 @@
 #include "engine/serving/engine.h"
 #include "mtla/v1/text_generation.grpc.pb.h"
 #include "server/call_reporter.h"
+#include "server/call_control.h"
 #include "server/engine_holder.h"
 #include "server/text_front_end.h"
 
@@ -22,12 +27,16 @@ namespace mtla {
 
 class TextGenerationService final : public v1::TextGeneration::CallbackService {
  public:
-  // `text` (may be null): the tokenizer for `prompt` and `text`; `reporter`
-  // (may be null) accounts every Generate call when it ends.
+  // `text` (may be null): the tokenizer for `prompt` and `text`; `control`:
+  // the call limits; `reporter` (may be null) accounts every Generate call
+  // when it ends.
   TextGenerationService(std::shared_ptr<EngineHolder> engine,
-                        std::shared_ptr<TextFrontEndHolder> text,
+                        std::shared_ptr<TextFrontEndHolder> text, CallControl control = {},
                         std::shared_ptr<const CallReporter> reporter = nullptr)
-      : engine_(std::move(engine)), text_(std::move(text)), reporter_(std::move(reporter)) {}
+      : engine_(std::move(engine)),
+        text_(std::move(text)),
+        control_(std::move(control)),
+        reporter_(std::move(reporter)) {}
 
   grpc::ServerWriteReactor<v1::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const v1::GenerateRequest* request) override;
@@ -41,6 +50,7 @@ class TextGenerationService final : public v1::TextGeneration::CallbackService {
  private:
   std::shared_ptr<EngineHolder> engine_;
   std::shared_ptr<TextFrontEndHolder> text_;
+  CallControl control_;
   std::shared_ptr<const CallReporter> reporter_;
 };
 

@@ -4,7 +4,8 @@
 #   asan  the whole ctest suite built with ASan + UBSan (build-asan/); UBSan
 #         halts on the first report (-fno-sanitize-recover=undefined)
 #   tsan  the `threaded` tests (engine, scheduler, request streams, server
-#         integration, speech end to end) under ThreadSanitizer (build-tsan/),
+#         integration, speech end to end, call limits and timer, network
+#         faults, SIGTERM under load) under ThreadSanitizer (build-tsan/),
 #         with absl::Mutex instrumented (tools/tsan_absl.sh)
 #   tsa   clang -Wthread-safety -Werror=thread-safety build of engine/ and
 #         server/ (build-tsa/)

@@ -216,6 +216,20 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   for (const char* status : {"ok", "cancelled"}) {
     interim_decodes_->Add({{"model_name", model_name_}, {"status", status}});
   }
+  speech_sessions_ = gauge("mtla_speech_sessions",
+                           "Number of speech-translation sessions alive (open streams and "
+                           "Translate calls past their config).");
+  open_calls_ = gauge("mtla_open_calls",
+                      "Number of Generate, StreamingTranslate and Translate calls open "
+                      "(the ones --max_streams counts).");
+  calls_limited_ = &prometheus::BuildCounter()
+                        .Name("mtla_calls_limited_total")
+                        .Help("Number of calls refused or ended by a server limit, by reason "
+                              "(max_streams, idle_timeout, not_reading).")
+                        .Register(reg);
+  for (const char* reason : {"max_streams", "idle_timeout", "not_reading"}) {
+    calls_limited_->Add({{"model_name", model_name_}, {"reason", reason}});
+  }
   cache_config_ = &prometheus::BuildGauge()
                        .Name("mtla_cache_config_info")
                        .Help("The KV cache's configuration in labels; the value is 1.")
@@ -329,6 +343,24 @@ std::string StatusLabel(int code) {
   std::transform(name.begin(), name.end(), name.begin(),
                  [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
   return name.empty() ? "unknown" : name;
+}
+
+void ServingMetrics::AddSpeechSessions(int delta) {
+  if (delta >= 0) {
+    speech_sessions_->Increment(delta);
+  } else {
+    speech_sessions_->Decrement(-delta);
+  }
+}
+int ServingMetrics::speech_sessions() const {
+  return static_cast<int>(speech_sessions_->Value());
+}
+void ServingMetrics::SetOpenCalls(int n) { open_calls_->Set(n); }
+void ServingMetrics::CountCallLimited(const std::string& reason) {
+  calls_limited_->Add({{"model_name", model_name_}, {"reason", reason}}).Increment();
+}
+double ServingMetrics::calls_limited(const std::string& reason) const {
+  return calls_limited_->Add({{"model_name", model_name_}, {"reason", reason}}).Value();
 }
 
 }  // namespace mtla

@@ -102,6 +102,20 @@ class ServingMetrics {
   // One translated segment's real-time factor (final results only).
   void ObserveRealTimeFactor(double rtf);
   void ObserveChunkLatency(double seconds);
+  // Speech sessions alive (SpeechSession objects: created at a stream's
+  // config or a Translate call, destroyed when the call ends).
+  void AddSpeechSessions(int delta);
+  int speech_sessions() const;
+
+  // Calls holding a --max_streams slot (server/open_calls.h).
+  void SetOpenCalls(int n);
+  // A call refused or ended by a server limit. reason: "max_streams" (refused
+  // over --max_streams), "idle_timeout" (a stream that sent nothing for
+  // --stream_idle_timeout_seconds), "not_reading" (a client that does not
+  // read its responses).
+  void CountCallLimited(const std::string& reason);
+  // The count of CountCallLimited(reason) so far (tests).
+  double calls_limited(const std::string& reason) const;
 
  private:
   prometheus::Counter& CountRequestSeries(prometheus::Family<prometheus::Counter>& family,
@@ -146,6 +160,9 @@ class ServingMetrics {
   absl::Mutex info_mu_;
   prometheus::Gauge* cache_config_series_ ABSL_GUARDED_BY(info_mu_) = nullptr;
   prometheus::Gauge* build_info_series_ ABSL_GUARDED_BY(info_mu_) = nullptr;
+  prometheus::Gauge* speech_sessions_;
+  prometheus::Gauge* open_calls_;
+  prometheus::Family<prometheus::Counter>* calls_limited_;
 };
 
 // The status label of an absl / gRPC status code: its canonical name in lower

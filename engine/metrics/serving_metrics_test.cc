@@ -64,6 +64,9 @@ const std::map<std::string, std::string>& ExpectedFamilies() {
       {"mtla_request_inference_time_seconds", "histogram"},
       {"mtla_cache_config_info", "gauge"},
       {"mtla_build_info", "gauge"},
+      {"mtla_speech_sessions", "gauge"},
+      {"mtla_open_calls", "gauge"},
+      {"mtla_calls_limited_total", "counter"},
   };
   return families;
 }
@@ -139,7 +142,7 @@ std::string Outcome(const std::string& name, const std::string& status,
 bool Labelled(const std::string& name) {
   return name == "mtla_requests_total" || name == "mtla_segments_total" ||
          name == "mtla_interim_decodes_total" || name == "mtla_cache_config_info" ||
-         name == "mtla_build_info";
+         name == "mtla_build_info" || name == "mtla_calls_limited_total";
 }
 
 std::vector<std::string> ToStrings(const std::vector<double>& values) {
@@ -171,6 +174,12 @@ TEST(ServingMetricsTest, FreshRegistryExposesEveryFamilyAtZero) {
       EXPECT_EQ(e.Value(Series(name)), 0) << name;
     }
   }
+  // Every limit's series exists before it is first hit.
+  for (const char* reason : {"max_streams", "idle_timeout", "not_reading"}) {
+    EXPECT_EQ(e.Value(Series("mtla_calls_limited_total", std::string(",reason=\"") + reason + "\"")),
+              0)
+        << reason;
+  }
   // The common outcomes exist before the first request: a successful call's
   // finished reasons, and the error statuses with finished_reason "abort".
   for (const char* reason : {"eos", "stop", "length", "end_of_audio"}) {
@@ -196,6 +205,24 @@ TEST(ServingMetricsTest, EveryFamilyOnceAnEngineExists) {
   const Exposition e = Parse(Expose(m));
   std::map<std::string, std::string> types(e.types.begin(), e.types.end());
   EXPECT_EQ(types, ExpectedFamilies());
+}
+
+TEST(ServingMetricsTest, CallLimitsSessionsAndOpenCalls) {
+  ServingMetrics m(kModel);
+  m.CountCallLimited("max_streams");
+  m.CountCallLimited("max_streams");
+  m.CountCallLimited("idle_timeout");
+  m.AddSpeechSessions(3);
+  m.AddSpeechSessions(-1);
+  m.SetOpenCalls(5);
+  EXPECT_EQ(m.calls_limited("max_streams"), 2);
+  EXPECT_EQ(m.calls_limited("not_reading"), 0);
+  EXPECT_EQ(m.speech_sessions(), 2);
+  const Exposition e = Parse(Expose(m));
+  EXPECT_EQ(e.Value(Series("mtla_calls_limited_total", ",reason=\"max_streams\"")), 2);
+  EXPECT_EQ(e.Value(Series("mtla_calls_limited_total", ",reason=\"idle_timeout\"")), 1);
+  EXPECT_EQ(e.Value(Series("mtla_speech_sessions")), 2);
+  EXPECT_EQ(e.Value(Series("mtla_open_calls")), 5);
 }
 
 TEST(ServingMetricsTest, HistogramBucketsAreVllms) {

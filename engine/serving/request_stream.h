@@ -1,6 +1,10 @@
 // The per-request output channel between the engine thread (producer) and the
 // RPC handler (consumer), and the cancellation flag going the other way.
 //
+// Tokens the consumer has not taken yet are coalesced into one pending
+// event, so a slow consumer costs at most the request's generated tokens
+// (max_new_tokens) here, never a queue of events.
+//
 // Thread-safety: all methods are thread-safe.
 #ifndef MTLA_ENGINE_SERVING_REQUEST_STREAM_H_
 #define MTLA_ENGINE_SERVING_REQUEST_STREAM_H_

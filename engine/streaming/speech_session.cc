@@ -65,7 +65,9 @@ SpeechSession::SpeechSession(const SpeechFrontEnd& front_end, const SpeechSessio
       notify_(std::move(notify)),
       resampler_(std::move(resampler)),
       extractor_(front_end.fbank),
-      endpointer_(options.endpointing) {}
+      endpointer_(options.endpointing) {
+  if (front_end_.metrics) front_end_.metrics->AddSpeechSessions(1);
+}
 
 SpeechSession::~SpeechSession() {
   Cancel();
@@ -76,6 +78,7 @@ SpeechSession::~SpeechSession() {
   }
   // Once SetListener returns, no engine callback into this session runs.
   for (const auto& s : segments) s->stream->SetListener(nullptr);
+  if (front_end_.metrics) front_end_.metrics->AddSpeechSessions(-1);
 }
 
 void SpeechSession::Notify() {
