@@ -335,6 +335,9 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       {
         absl::MutexLock lock(&mu_);
         session_ = std::move(*created);
+        // First in line, past the pending bound (one message); counted in
+        // outbox_bytes_ like every queued response.
+        outbox_bytes_ += metadata.ByteSizeLong();
         outbox_.push_front(std::move(metadata));
       }
       MaybeWrite();
