@@ -20,6 +20,7 @@
 #include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "gmock/gmock.h"
@@ -281,15 +282,29 @@ TEST(RequestLogServerTest, OneLinePerCallWithTheRequestIdAndNoContent) {
     EXPECT_THAT(line, Not(HasSubstr("\"output_token_ids\":"))) << "content logged by default";
     EXPECT_THAT(line, Not(HasSubstr("\"text\""))) << "content logged by default";
   }
-  EXPECT_THAT(lines[0], HasSubstr("\"request_id\":\"from-the-request-1\""));
-  EXPECT_THAT(lines[0], HasSubstr("\"status\":\"ok\",\"finished_reason\":\"length\""));
-  EXPECT_THAT(lines[0], HasSubstr("\"prompt_tokens\":7,\"generated_tokens\":5"));
-  EXPECT_THAT(lines[0], Not(HasSubstr("\"error\"")));
-  EXPECT_THAT(lines[1], HasSubstr("\"request_id\":\"from-metadata-2\""));
-  EXPECT_THAT(lines[1], HasSubstr("\"status\":\"invalid_argument\",\"finished_reason\":\"abort\""));
-  EXPECT_THAT(lines[1], HasSubstr("\"error\":\"prompt"));
-  EXPECT_THAT(lines[2], testing::ContainsRegex("\"request_id\":\"req-[0-9a-f]{16}\""));
-  EXPECT_THAT(lines[2], HasSubstr("\"status\":\"cancelled\""));
+  // A line is written when the server has finished with the call (OnDone), which
+  // may be after the client already saw the status of the next call: the lines
+  // are matched by request id, not by their order.
+  auto line_with = [&](absl::string_view needle) -> std::string {
+    std::string found;
+    for (const std::string& line : lines) {
+      if (absl::StrContains(line, needle)) {
+        EXPECT_TRUE(found.empty()) << "two lines contain " << needle;
+        found = line;
+      }
+    }
+    EXPECT_FALSE(found.empty()) << "no line contains " << needle << "\n" << server.Log();
+    return found;
+  };
+  const std::string first = line_with("\"request_id\":\"from-the-request-1\"");
+  EXPECT_THAT(first, HasSubstr("\"status\":\"ok\",\"finished_reason\":\"length\""));
+  EXPECT_THAT(first, HasSubstr("\"prompt_tokens\":7,\"generated_tokens\":5"));
+  EXPECT_THAT(first, Not(HasSubstr("\"error\"")));
+  const std::string second = line_with("\"request_id\":\"from-metadata-2\"");
+  EXPECT_THAT(second, HasSubstr("\"status\":\"invalid_argument\",\"finished_reason\":\"abort\""));
+  EXPECT_THAT(second, HasSubstr("\"error\":\"prompt"));
+  const std::string third = line_with("\"status\":\"cancelled\"");
+  EXPECT_THAT(third, testing::ContainsRegex("\"request_id\":\"req-[0-9a-f]{16}\""));
 }
 
 TEST(RequestLogServerTest, ErrorsLevelAndContent) {
