@@ -147,6 +147,11 @@ absl::Status MtlaServer::LoadModel() {
   engine_options.scheduler.max_waiting = options_.max_queued;
   engine_options.max_new_tokens_limit = options_.max_new_tokens_limit;
   engine_options.stall_timeout_seconds = options_.engine_stall_seconds;
+  // On the CPU the engine's steps and the speech encoder share the cores:
+  // they take turns (one OpenMP team at a time). A GPU step leaves the cores
+  // to the encoder.
+  const bool cpu_decoder = model.runner->backend().name() == "cpu";
+  if (cpu_decoder && model.speech) engine_options.compute_gate = &compute_gate_;
   auto engine = std::make_shared<Engine>(std::move(model.runner), engine_options, metrics_);
   auto text = std::make_shared<TextFrontEnd>();
   text->tokenizer = std::move(model.text_tokenizer);
@@ -164,6 +169,9 @@ absl::Status MtlaServer::LoadModel() {
     front_end->model = speech_model_.get();
     front_end->tokenizer = tokenizer_.get();
     front_end->engine = engine;
+    front_end->encoder = std::make_shared<SpeechEncoderWorker>(
+        speech_model_.get(), EncoderWorkerOptions{}, metrics_,
+        cpu_decoder ? &compute_gate_ : nullptr);
     front_end->metrics = metrics_;
     front_end->source_language = model.source_language;
     front_end->target_language = model.target_language;

@@ -170,6 +170,16 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
       histogram("mtla_request_inference_time_seconds",
                 "Time from a request's first scheduling to its last token, in seconds.",
                 RequestLatencyBuckets());
+  encoder_batch_size_ = histogram("mtla_encoder_batch_size",
+                                  "Number of speech segments in each speech-encoder batch.",
+                                  BatchSizeBuckets());
+  encoder_batch_seconds_ =
+      histogram("mtla_encoder_batch_duration_seconds",
+                "Duration of one speech-encoder batch (encoder and projector), in seconds.",
+                StepDurationBuckets());
+  encoder_queue_ = histogram("mtla_encoder_queue_time_seconds",
+                             "Time a speech segment waited for the encoder, in seconds.",
+                             StepDurationBuckets());
   chunk_latency_ = histogram("mtla_chunk_response_latency_seconds",
                              "Time from receiving an audio chunk to queuing its response, in seconds.",
                              StepDurationBuckets());
@@ -337,6 +347,11 @@ void ServingMetrics::CountInterimDecode(std::string_view status) {
 void ServingMetrics::AddAudioSeconds(double seconds) { audio_seconds_->Increment(seconds); }
 void ServingMetrics::ObserveRealTimeFactor(double rtf) { rtf_->Observe(rtf); }
 void ServingMetrics::ObserveChunkLatency(double seconds) { chunk_latency_->Observe(seconds); }
+void ServingMetrics::ObserveEncoderBatch(int segments, double seconds) {
+  encoder_batch_size_->Observe(segments);
+  encoder_batch_seconds_->Observe(seconds);
+}
+void ServingMetrics::ObserveEncoderQueueTime(double seconds) { encoder_queue_->Observe(seconds); }
 
 std::string StatusLabel(int code) {
   std::string name = absl::StatusCodeToString(static_cast<absl::StatusCode>(code));

@@ -102,6 +102,11 @@ class ServingMetrics {
   // One translated segment's real-time factor (final results only).
   void ObserveRealTimeFactor(double rtf);
   void ObserveChunkLatency(double seconds);
+  // The speech encoder worker (engine/streaming/speech_encoder_worker.h): one
+  // batch of `segments` segments encoded and projected in `seconds`, and one
+  // segment's wait in its queue.
+  void ObserveEncoderBatch(int segments, double seconds);
+  void ObserveEncoderQueueTime(double seconds);
   // Speech sessions alive (SpeechSession objects: created at a stream's
   // config or a Translate call, destroyed when the call ends).
   void AddSpeechSessions(int delta);
@@ -131,6 +136,9 @@ class ServingMetrics {
   prometheus::Histogram* queue_;
   prometheus::Histogram* step_;
   prometheus::Histogram* batch_size_;
+  prometheus::Histogram* encoder_batch_size_;
+  prometheus::Histogram* encoder_batch_seconds_;
+  prometheus::Histogram* encoder_queue_;
   prometheus::Histogram* iteration_tokens_;
   prometheus::Histogram* request_prompt_tokens_;
   prometheus::Histogram* request_generation_tokens_;

@@ -65,6 +65,9 @@ const std::map<std::string, std::string>& ExpectedFamilies() {
       {"mtla_cache_config_info", "gauge"},
       {"mtla_build_info", "gauge"},
       {"mtla_speech_sessions", "gauge"},
+      {"mtla_encoder_batch_size", "histogram"},
+      {"mtla_encoder_batch_duration_seconds", "histogram"},
+      {"mtla_encoder_queue_time_seconds", "histogram"},
       {"mtla_open_calls", "gauge"},
       {"mtla_calls_limited_total", "counter"},
   };

@@ -527,7 +527,12 @@ void Engine::Loop() {
       if (stop_) break;
     }
     DropCancelled();
-    idle = requests_.empty() || !RunStep();
+    if (requests_.empty()) {
+      idle = true;
+    } else {
+      ComputeGate::Hold hold(options_.compute_gate);
+      idle = !RunStep();
+    }
     CheckBackendHealth();
     PublishGauges();
   }

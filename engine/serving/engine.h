@@ -22,6 +22,7 @@
 #include "engine/generation/beam_search.h"
 #include "engine/metrics/serving_metrics.h"
 #include "engine/model/model_runner.h"
+#include "engine/common/compute_gate.h"
 #include "engine/sampling/sampler.h"
 #include "engine/scheduler/scheduler.h"
 #include "engine/serving/request_stream.h"
@@ -34,6 +35,11 @@ struct EngineOptions {
   // Health() reports a stall when requests are in flight and the engine
   // thread has not come round its loop for this long (a step that hangs).
   double stall_timeout_seconds = 60;
+  // Held around each step (may be null): the process's other CPU-parallel
+  // work (the speech encoder worker) takes turns with the steps instead of
+  // running a second OpenMP team beside them (compute_gate.h). Must outlive
+  // the engine.
+  ComputeGate* compute_gate = nullptr;
 };
 
 // Who counts a request's end, and which metrics it enters.

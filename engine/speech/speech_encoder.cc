@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <numeric>
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status_macros.h"
@@ -146,31 +147,42 @@ std::vector<float> SpeechEncoder::Embed(const float* features, int64_t frames) c
   return x;
 }
 
-void SpeechEncoder::Layer(int layer, float* x, int64_t n) const {
+void SpeechEncoder::Layer(int layer, float* x, int64_t frames) const {
+  Layer(layer, x, std::vector<int64_t>{frames});
+}
+
+void SpeechEncoder::Layer(int layer, float* x, const std::vector<int64_t>& lengths) const {
   const SpeechEncoderLayerWeights& w = layers_[layer];
   const int e = config_.embed_dim;
   const int heads = config_.num_heads;
   const int d = e / heads;
   const float eps = config_.layer_norm_eps;
+  const int64_t n = std::accumulate(lengths.begin(), lengths.end(), int64_t{0});
+  std::vector<int64_t> first_row(lengths.size());
+  std::exclusive_scan(lengths.begin(), lengths.end(), first_row.begin(), int64_t{0});
   std::vector<float> h(n * e), qkv(n * 3 * e), ctx(n * e);
   cpu::LayerNorm(x, n, e, w.self_attn_layer_norm.weight.data(),
                  w.self_attn_layer_norm.bias.data(), eps, h.data());
   w.qkv_proj.Apply(h.data(), n, qkv.data());
-  const float* q = qkv.data();
-  const float* k = q + e;
-  const float* v = q + 2 * e;
   const int64_t ld = 3 * e;
   const float scaling = 1.0f / std::sqrt(static_cast<float>(d));
-  // One parallel region for all heads; BLAS runs single-threaded inside it.
-#pragma omp parallel for schedule(static)
-  for (int hd = 0; hd < heads; ++hd) {
+  const int64_t tasks = static_cast<int64_t>(lengths.size()) * heads;
+  // One parallel region for every (utterance, head); BLAS runs
+  // single-threaded inside it. Longer utterances cost more: dynamic.
+#pragma omp parallel for schedule(dynamic)
+  for (int64_t task = 0; task < tasks; ++task) {
+    const size_t u = static_cast<size_t>(task / heads);
+    const int hd = static_cast<int>(task % heads);
+    const int64_t m = lengths[u];
+    const float* q = qkv.data() + first_row[u] * ld + hd * d;
+    const float* k = q + e;
+    const float* v = q + 2 * e;
     // scores = (q_h * scaling) k_h^T; ctx_h = softmax(scores) v_h.
-    std::vector<float> scores(n * n);
-    cpu::Gemm(/*trans_b=*/true, n, n, d, scaling, q + hd * d, ld, k + hd * d, ld, 0.0f,
-              scores.data(), n);
-    cpu::SoftmaxRows(scores.data(), n, n);
-    cpu::Gemm(/*trans_b=*/false, n, d, n, 1.0f, scores.data(), n, v + hd * d, ld, 0.0f,
-              ctx.data() + hd * d, e);
+    std::vector<float> scores(m * m);
+    cpu::Gemm(/*trans_b=*/true, m, m, d, scaling, q, ld, k, ld, 0.0f, scores.data(), m);
+    cpu::SoftmaxRows(scores.data(), m, m);
+    cpu::Gemm(/*trans_b=*/false, m, d, m, 1.0f, scores.data(), m, v, ld, 0.0f,
+              ctx.data() + first_row[u] * e + hd * d, e);
   }
   w.out_proj.Apply(ctx.data(), n, h.data());
   cpu::AddInPlace(x, h.data(), n * e);
@@ -185,23 +197,64 @@ void SpeechEncoder::Layer(int layer, float* x, int64_t n) const {
   cpu::AddInPlace(x, h.data(), n * e);
 }
 
-absl::StatusOr<std::vector<float>> SpeechEncoder::Encode(const float* features,
-                                                         int64_t frames) const {
+absl::Status SpeechEncoder::CheckInput(int64_t frames) const {
   if (frames <= 0 || frames > config_.max_source_positions) {
     return absl::InvalidArgumentError(absl::StrCat("speech input has ", frames,
                                                    " feature frames; the model accepts 1 to ",
                                                    config_.max_source_positions));
   }
-  const int64_t n = config_.OutputFrames(frames);
-  if (n <= 0) {
+  if (config_.OutputFrames(frames) <= 0) {
     return absl::InvalidArgumentError(
         absl::StrCat("speech input of ", frames, " frames is too short for the subsampler"));
   }
-  std::vector<float> x = Embed(features, frames);
-  for (int l = 0; l < config_.num_layers; ++l) Layer(l, x.data(), n);
-  cpu::LayerNorm(x.data(), n, config_.embed_dim, final_norm_.weight.data(),
-                 final_norm_.bias.data(), config_.layer_norm_eps, x.data());
-  return x;
+  return absl::OkStatus();
+}
+
+absl::StatusOr<std::vector<float>> SpeechEncoder::Encode(const float* features,
+                                                         int64_t frames) const {
+  std::vector<absl::StatusOr<std::vector<float>>> out = EncodeBatch({{features, frames}});
+  return std::move(out[0]);
+}
+
+std::vector<absl::StatusOr<std::vector<float>>> SpeechEncoder::EncodeBatch(
+    const std::vector<Input>& inputs, ComputeGate* gate) const {
+  std::vector<absl::StatusOr<std::vector<float>>> out(inputs.size());
+  std::vector<size_t> valid;
+  std::vector<int64_t> lengths;
+  for (size_t i = 0; i < inputs.size(); ++i) {
+    if (absl::Status s = CheckInput(inputs[i].frames); !s.ok()) {
+      out[i] = std::move(s);
+      continue;
+    }
+    valid.push_back(i);
+    lengths.push_back(config_.OutputFrames(inputs[i].frames));
+  }
+  if (valid.empty()) return out;
+  const int e = config_.embed_dim;
+  const int64_t rows = std::accumulate(lengths.begin(), lengths.end(), int64_t{0});
+  std::vector<float> x(rows * e);
+  int64_t at = 0;
+  {
+    ComputeGate::Hold hold(gate);
+    for (size_t j = 0; j < valid.size(); ++j) {
+      const std::vector<float> embedded =
+          Embed(inputs[valid[j]].features, inputs[valid[j]].frames);
+      std::copy(embedded.begin(), embedded.end(), x.begin() + at * e);
+      at += lengths[j];
+    }
+  }
+  for (int l = 0; l < config_.num_layers; ++l) {
+    ComputeGate::Hold hold(gate);
+    Layer(l, x.data(), lengths);
+  }
+  cpu::LayerNorm(x.data(), rows, e, final_norm_.weight.data(), final_norm_.bias.data(),
+                 config_.layer_norm_eps, x.data());
+  at = 0;
+  for (size_t j = 0; j < valid.size(); ++j) {
+    out[valid[j]] = std::vector<float>(x.begin() + at * e, x.begin() + (at + lengths[j]) * e);
+    at += lengths[j];
+  }
+  return out;
 }
 
 absl::StatusOr<SpeechProjector> SpeechProjector::Load(const SpeechModelConfig& config,

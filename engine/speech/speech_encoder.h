@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "engine/common/compute_gate.h"
 #include "engine/model/mtla_attention.h"
 #include "engine/speech/speech_config.h"
 #include "engine/weights/safetensors.h"
@@ -78,11 +79,32 @@ class SpeechEncoder {
   // is not positive or exceeds max_source_positions, or yields no output frame.
   absl::StatusOr<std::vector<float>> Encode(const float* features, int64_t frames) const;
 
+  // Several utterances at once, as a ragged batch without padding: the
+  // row-wise layers (LayerNorm, the projections, the feed-forward network)
+  // run as one GEMM over the rows of all of them, self-attention within each
+  // utterance, and the subsampler per utterance. Result i is Encode(inputs[i])
+  // up to the GEMMs' summation order; an invalid input gets Encode's error
+  // and does not affect the others.
+  struct Input {
+    const float* features = nullptr;  // [frames, input_dim]
+    int64_t frames = 0;
+  };
+  // `gate` (may be null) is held around the subsampler and around each
+  // layer, so that a decode step waiting for the cores waits one layer at
+  // most (compute_gate.h).
+  std::vector<absl::StatusOr<std::vector<float>>> EncodeBatch(
+      const std::vector<Input>& inputs, ComputeGate* gate = nullptr) const;
+
   // Stages of Encode, for tests: the subsampler output scaled and with
   // positions added [T', E] ...
   std::vector<float> Embed(const float* features, int64_t frames) const;
-  // ... and one Transformer layer in place on x [frames, E].
+  // ... and one Transformer layer in place on x [frames, E] ...
   void Layer(int layer, float* x, int64_t frames) const;
+  // ... or on the rows of several utterances stacked in x [sum(lengths), E]
+  // (attention within each utterance).
+  void Layer(int layer, float* x, const std::vector<int64_t>& lengths) const;
+  // Encode's input check: InvalidArgument naming the frame count.
+  absl::Status CheckInput(int64_t frames) const;
 
  private:
   SpeechEncoderConfig config_;

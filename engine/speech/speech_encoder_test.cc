@@ -321,6 +321,42 @@ TEST_F(RandomEncoderTest, EncoderAndProjectorMatchFloat64Reference) {
   }
 }
 
+// A ragged batch (no padding) gives each utterance what it gets alone and
+// what the float64 reference gives; an invalid member gets its own error.
+TEST_F(RandomEncoderTest, BatchOfDifferentLengthsEqualsEachAlone) {
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(path_);
+  ASSERT_TRUE(file.ok()) << file.status();
+  config_.encoder.max_source_positions = 100;
+  absl::StatusOr<SpeechEncoder> encoder = SpeechEncoder::Load(config_.encoder, **file);
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  std::mt19937_64 rng(5);
+  const std::vector<int64_t> lengths = {40, 1, 101, 29, 7, 64};  // 101: over the limit
+  std::vector<std::vector<float>> features;
+  std::vector<SpeechEncoder::Input> inputs;
+  for (int64_t frames : lengths) features.push_back(RandomVector(frames * 10, rng));
+  for (size_t i = 0; i < lengths.size(); ++i) inputs.push_back({features[i].data(), lengths[i]});
+  ComputeGate gate;
+  const std::vector<absl::StatusOr<std::vector<float>>> batch = encoder->EncodeBatch(inputs, &gate);
+  ASSERT_EQ(batch.size(), lengths.size());
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    absl::StatusOr<std::vector<float>> alone = encoder->Encode(features[i].data(), lengths[i]);
+    if (lengths[i] > 100) {
+      EXPECT_EQ(batch[i].status().code(), absl::StatusCode::kInvalidArgument);
+      EXPECT_EQ(batch[i].status(), alone.status());
+      continue;
+    }
+    ASSERT_TRUE(batch[i].ok()) << batch[i].status();
+    ASSERT_TRUE(alone.ok()) << alone.status();
+    ASSERT_EQ(batch[i]->size(), alone->size()) << "utterance " << i;
+    const std::vector<double> alone_d(alone->begin(), alone->end());
+    EXPECT_LE(RelL2(*batch[i], alone_d), 1e-5) << "utterance " << i;
+    EXPECT_LE(RelL2(*batch[i], NaiveEncode(features[i], lengths[i])), 1e-5) << "utterance " << i;
+  }
+  // The gate is free again: the batch released it after every layer.
+  gate.Acquire();
+  gate.Release();
+}
+
 TEST_F(RandomEncoderTest, RejectsEmptyAndOverlongInput) {
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(path_);
   ASSERT_TRUE(file.ok()) << file.status();

@@ -22,9 +22,10 @@ constexpr double kSampleRate = 16000.0;
 
 }  // namespace
 
-// `tokens`, `first_token_seconds` and the detokenizer's state change only
-// under the owning session's mu_ (OnEngineOutput); every other field is set
-// before the segment is published (active_, Listen) and read-only afterwards.
+// `stream` (null until the encoder worker submitted the prefix), `tokens`,
+// `first_token_seconds`, `superseded`, the timing and the detokenizer's state
+// change only under the owning session's mu_; every other field is set before
+// the segment is published (active_) and read-only afterwards.
 struct SpeechSession::Segment {
   int index = 0;
   double start_seconds = 0;
@@ -36,6 +37,7 @@ struct SpeechSession::Segment {
   std::shared_ptr<RequestStream> stream;
   std::vector<int32_t> tokens;
   std::unique_ptr<IncrementalDetokenizer> detokenizer;
+  Clock::time_point closed_at;     // its features went to the encoder worker
   Clock::time_point submitted_at;  // the prefix reached the engine (encoding done)
   double encode_seconds = 0;
   double first_token_seconds = -1;
@@ -71,13 +73,18 @@ SpeechSession::SpeechSession(const SpeechFrontEnd& front_end, const SpeechSessio
 
 SpeechSession::~SpeechSession() {
   Cancel();
-  std::vector<std::shared_ptr<Segment>> segments;
+  // Once Forget returns, no encoder callback into this session runs (and no
+  // segment gets a stream any more) ...
+  front_end_.encoder->Forget(this);
+  std::vector<std::shared_ptr<RequestStream>> streams;
   {
     absl::MutexLock lock(&mu_);
-    segments = active_;
+    for (const auto& s : active_) {
+      if (s->stream) streams.push_back(s->stream);
+    }
   }
-  // Once SetListener returns, no engine callback into this session runs.
-  for (const auto& s : segments) s->stream->SetListener(nullptr);
+  // ... and once SetListener returns, no engine callback either.
+  for (const auto& stream : streams) stream->SetListener(nullptr);
   if (front_end_.metrics) front_end_.metrics->AddSpeechSessions(-1);
 }
 
@@ -90,6 +97,8 @@ int64_t SpeechSession::chunks_received() const { return chunks_; }
 
 absl::Status SpeechSession::AcceptAudio(std::string_view pcm16) {
   if (finished_audio_) return absl::FailedPreconditionError("audio after the end of the stream");
+  // A segment that could not be encoded or submitted ends the stream.
+  RETURN_IF_ERROR(error());
   if (pcm16.size() > options_.max_chunk_bytes) {
     return absl::InvalidArgumentError(absl::StrCat("audio: chunk of ", pcm16.size(),
                                                    " bytes exceeds the limit of ",
@@ -163,35 +172,111 @@ void SpeechSession::DropFramesBefore(int64_t sample) {
   first_frame_ += drop;
 }
 
-absl::StatusOr<std::shared_ptr<RequestStream>> SpeechSession::Submit(
-    std::vector<float> features, RequestKind kind, int beam_size, double* encode_seconds,
-    Clock::time_point* submitted_at) {
-  const Clock::time_point start = Clock::now();
+absl::Status SpeechSession::Encode(const std::shared_ptr<Segment>& segment,
+                                  std::vector<float> features) {
+  segment->closed_at = Clock::now();
   const SpeechModel& model = *front_end_.model;
-  const int dim = front_end_.fbank->num_bins();
-  const int64_t frames = static_cast<int64_t>(features.size()) / dim;
-  if (model.config.utterance_cmvn) RETURN_IF_ERROR(audio::ApplyUtteranceCmvn(features, dim));
-  ASSIGN_OR_RETURN(std::vector<float> encoded, model.Encode(features.data(), frames));
-  const int64_t encoder_frames =
-      static_cast<int64_t>(encoded.size()) / model.config.encoder_dim;
-  ASSIGN_OR_RETURN(std::vector<float> prefix, model.Project(encoded.data(), encoder_frames));
-  *submitted_at = Clock::now();
-  *encode_seconds = std::chrono::duration<double>(*submitted_at - start).count();
+  if (model.config.utterance_cmvn) {
+    RETURN_IF_ERROR(audio::ApplyUtteranceCmvn(features, front_end_.fbank->num_bins()));
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    active_.push_back(segment);
+    if (!segment->interim) ++pending_segments_;
+  }
+  EncodeJob job;
+  job.owner = this;
+  job.features = std::move(features);
+  job.interim = segment->interim;
+  job.cancelled = [this, segment] {
+    absl::MutexLock lock(&mu_);
+    return !cancelled_.ok() || segment->superseded;
+  };
+  job.done = [this, segment](absl::StatusOr<EncodedSegment> encoded) {
+    OnEncoded(segment, std::move(encoded));
+  };
+  absl::Status queued = front_end_.encoder->Enqueue(std::move(job));
+  if (!queued.ok()) {
+    absl::MutexLock lock(&mu_);
+    std::erase(active_, segment);
+    if (!segment->interim) --pending_segments_;
+  }
+  return queued;
+}
+
+void SpeechSession::OnEncoded(const std::shared_ptr<Segment>& segment,
+                              absl::StatusOr<EncodedSegment> encoded) {
+  {
+    absl::MutexLock lock(&mu_);
+    if (!cancelled_.ok()) {
+      encoded = cancelled_;  // ends as the call was cancelled
+    } else if (segment->superseded) {
+      encoded = absl::CancelledError("the segment's final result came first");
+    }
+  }
+  if (!encoded.ok()) {
+    FailSegment(segment, encoded.status());
+    return;
+  }
+  const SpeechModel& model = *front_end_.model;
   GenerationRequest request;
-  request.kind = kind;
-  request.prefix_rows = model.PrefixRows(encoder_frames);
-  request.prefix = std::move(prefix);
+  request.kind = segment->interim ? RequestKind::kInterim : RequestKind::kSpeechSegment;
+  request.prefix_rows = encoded->prefix_rows;
+  request.prefix = std::move(encoded->prefix);
   request.prompt = {model.config.eos_id};
   request.sampling.max_new_tokens = options_.max_tokens;
   request.use_beam_search = true;
-  request.beam_size = beam_size;
+  request.beam_size = segment->interim ? 1 : options_.beam_size;
   request.beam.eos = model.config.eos_id;
   request.beam.pad = model.config.pad_id;
   request.beam.unk = model.config.unk_id;
   // The stream was admitted when it opened: its segments go on while the
   // engine drains.
   request.continues_admitted_call = true;
-  return front_end_.engine->Submit(std::move(request));
+  const Clock::time_point submitted_at = Clock::now();
+  absl::StatusOr<std::shared_ptr<RequestStream>> stream =
+      front_end_.engine->Submit(std::move(request));
+  if (!stream.ok()) {
+    FailSegment(segment, stream.status());
+    return;
+  }
+  absl::Status cancelled;
+  bool superseded = false;
+  {
+    absl::MutexLock lock(&mu_);
+    segment->submitted_at = submitted_at;
+    segment->encode_seconds = std::chrono::duration<double>(submitted_at - segment->closed_at).count();
+    segment->stream = *stream;
+    cancelled = cancelled_;  // Cancel or SupersedeInterims may have run since the check above
+    superseded = segment->superseded;
+  }
+  if (!cancelled.ok()) {
+    (*stream)->Cancel(cancelled);
+  } else if (superseded) {
+    (*stream)->Cancel();
+  }
+  Listen(segment);
+}
+
+void SpeechSession::FailSegment(const std::shared_ptr<Segment>& segment,
+                                const absl::Status& status) {
+  if (front_end_.metrics) {
+    const std::string label = StatusLabel(static_cast<int>(status.code()));
+    if (segment->interim) {
+      front_end_.metrics->CountInterimDecode(label);
+    } else {
+      front_end_.metrics->CountSegment(label, "abort");
+    }
+  }
+  {
+    absl::MutexLock lock(&mu_);
+    std::erase(active_, segment);
+    if (!segment->interim) {
+      --pending_segments_;
+      if (error_.ok()) error_ = status;
+    }
+  }
+  Notify();
 }
 
 absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
@@ -227,16 +312,7 @@ absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
   if (front_end_.tokenizer) {
     segment->detokenizer = std::make_unique<IncrementalDetokenizer>(front_end_.tokenizer);
   }
-  ASSIGN_OR_RETURN(segment->stream,
-                   Submit(std::move(features), RequestKind::kSpeechSegment, options_.beam_size,
-                          &segment->encode_seconds, &segment->submitted_at));
-  {
-    absl::MutexLock lock(&mu_);
-    active_.push_back(segment);
-    ++pending_segments_;
-  }
-  Listen(segment);
-  return absl::OkStatus();
+  return Encode(segment, std::move(features));
 }
 
 absl::Status SpeechSession::MaybeInterim() {
@@ -248,8 +324,10 @@ absl::Status SpeechSession::MaybeInterim() {
   }
   // Only on spare capacity (interim_schedule.h): skipped, not postponed; a
   // later chunk asks again.
+  // Segments waiting for the encoder are load too: an interim would delay them.
   const EngineStats load = front_end_.engine->stats();
-  if (!EngineHasSpareCapacity(load.running, load.waiting,
+  if (front_end_.encoder->queued() > 0 ||
+      !EngineHasSpareCapacity(load.running, load.waiting,
                               front_end_.engine->options().scheduler.max_running)) {
     return absl::OkStatus();
   }
@@ -269,14 +347,9 @@ absl::Status SpeechSession::MaybeInterim() {
   segment->start_seconds = segment_start_sample_ / kSampleRate;
   segment->end_seconds = samples_16k_ / kSampleRate;
   segment->interim = true;
-  ASSIGN_OR_RETURN(segment->stream, Submit(features_, RequestKind::kInterim, /*beam_size=*/1,
-                                           &segment->encode_seconds, &segment->submitted_at));
-  {
-    absl::MutexLock lock(&mu_);
-    active_.push_back(segment);
-  }
-  Listen(segment);
-  return absl::OkStatus();
+  absl::Status queued = Encode(segment, features_);
+  // A full encoder queue is load: the interim is skipped, the stream goes on.
+  return absl::IsResourceExhausted(queued) ? absl::OkStatus() : queued;
 }
 
 void SpeechSession::Listen(const std::shared_ptr<Segment>& segment) {
@@ -376,18 +449,25 @@ void SpeechSession::SupersedeInterims(int segment_index) {
   for (const auto& other : active_) {
     if (other->interim && other->index == segment_index && !other->superseded) {
       other->superseded = true;
-      other->stream->Cancel();  // its result would be dropped: stop computing it
+      // Its result would be dropped: stop computing it (one still waiting for
+      // the encoder is skipped there).
+      if (other->stream) other->stream->Cancel();
     }
   }
 }
 
 void SpeechSession::Cancel(absl::Status reason) {
-  std::vector<std::shared_ptr<Segment>> segments;
+  std::vector<std::shared_ptr<RequestStream>> streams;
   {
     absl::MutexLock lock(&mu_);
-    segments = active_;
+    if (cancelled_.ok()) cancelled_ = reason;
+    // Segments still waiting for the encoder are skipped there and end with
+    // cancelled_ (OnEncoded).
+    for (const auto& s : active_) {
+      if (s->stream) streams.push_back(s->stream);
+    }
   }
-  for (const auto& s : segments) s->stream->Cancel(reason);
+  for (const auto& stream : streams) stream->Cancel(reason);
 }
 
 std::vector<SegmentUpdate> SpeechSession::TakeUpdates() {

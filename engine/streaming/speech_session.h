@@ -10,10 +10,11 @@
 // silence costs no memory.
 //
 // Threads: AcceptAudio/FinishAudio/Cancel come from the RPC's reader (one at a
-// time); results arrive from the engine thread. Updates are queued and
-// `notify` is called (from either thread, no lock held) when some are ready;
-// TakeUpdates drains them. The encoder runs on the caller of AcceptAudio /
-// FinishAudio.
+// time); a closed segment's features go to the server's encoder worker
+// (speech_encoder_worker.h), whose thread submits the prefix to the engine;
+// results arrive from the engine thread. Updates are queued and `notify` is
+// called (from any of these threads, no lock held) when some are ready;
+// TakeUpdates drains them. No RPC thread runs the encoder.
 //
 // Thread-safety: thread-safe as described.
 #ifndef MTLA_ENGINE_STREAMING_SPEECH_SESSION_H_
@@ -36,6 +37,7 @@
 #include "engine/serving/engine.h"
 #include "engine/speech/speech_model.h"
 #include "engine/streaming/endpointer.h"
+#include "engine/streaming/speech_encoder_worker.h"
 #include "engine/tokenizer/tokenizer.h"
 
 namespace mtla {
@@ -46,6 +48,7 @@ struct SpeechFrontEnd {
   const SpeechModel* model = nullptr;        // Encode/Project only
   const Tokenizer* tokenizer = nullptr;      // null: token ids only, no text
   std::shared_ptr<Engine> engine;
+  std::shared_ptr<SpeechEncoderWorker> encoder;  // encodes for every session
   std::shared_ptr<ServingMetrics> metrics;   // may be null
   std::string source_language;               // empty: not checked
   std::string target_language;
@@ -66,7 +69,8 @@ struct SpeechSessionOptions {
 
 // A segment's processing time, in two disjoint parts that together cover the
 // segment's close to its final result (see the SegmentTiming proto):
-// encode_seconds = CMVN + encoder + projector; decode_seconds = prefix
+// encode_seconds = CMVN + the wait for the encoder worker + its batch's
+// encoder and projector; decode_seconds = prefix
 // submitted to the engine -> final result (queueing, prefill, every token);
 // first_token_seconds = prefix submitted -> first token (a part of decode);
 // real_time_factor = (encode_seconds + decode_seconds) / segment duration.
@@ -115,8 +119,9 @@ class SpeechSession {
   ~SpeechSession();
 
   // One chunk of PCM16 LE mono. InvalidArgument (odd byte count, chunk over
-  // max_chunk_bytes), OutOfRange (stream longer than max_stream_seconds), or an
-  // engine error for a segment that could not be submitted.
+  // max_chunk_bytes), OutOfRange (stream longer than max_stream_seconds), or
+  // the error of an earlier segment that could not be encoded or submitted
+  // (error()), or the encoder's queue bound (ResourceExhausted).
   absl::Status AcceptAudio(std::string_view pcm16);
   // The client half-closed: the last segment ends here.
   absl::Status FinishAudio();
@@ -149,12 +154,18 @@ class SpeechSession {
   int64_t FirstFrameFrom(int64_t sample) const;
   // Drops the held frames of the current segment that start before `sample`.
   void DropFramesBefore(int64_t sample);
-  // Encodes features of the current segment and submits a decode request;
-  // sets the encoding time and when the request reached the engine.
-  // `kind`: kSpeechSegment or kInterim (engine.h).
-  absl::StatusOr<std::shared_ptr<RequestStream>> Submit(
-      std::vector<float> features, RequestKind kind, int beam_size, double* encode_seconds,
-      std::chrono::steady_clock::time_point* submitted_at);
+  // Publishes `segment` (active_; a final counts as pending) and hands its
+  // features to the encoder worker; OnEncoded continues on the worker thread.
+  absl::Status Encode(const std::shared_ptr<Segment>& segment, std::vector<float> features)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Worker thread: submits the prefix to the engine and listens to its
+  // stream, or ends the segment with the failure.
+  void OnEncoded(const std::shared_ptr<Segment>& segment, absl::StatusOr<EncodedSegment> encoded)
+      ABSL_LOCKS_EXCLUDED(mu_);
+  // Ends a segment that never reached the engine (counted as the engine
+  // counts a refused one); queues nothing for the client.
+  void FailSegment(const std::shared_ptr<Segment>& segment, const absl::Status& status)
+      ABSL_LOCKS_EXCLUDED(mu_);
   void Listen(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
   // Engine thread or reader; takes mu_ and calls `notify` after releasing it.
   void OnEngineOutput(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
@@ -192,6 +203,9 @@ class SpeechSession {
   int last_interim_segment_ ABSL_GUARDED_BY(mu_) = -1;
   std::vector<int32_t> last_interim_tokens_ ABSL_GUARDED_BY(mu_);
   bool input_done_ ABSL_GUARDED_BY(mu_) = false;
+  // Cancel's reason once it ran: segments still waiting for the encoder end
+  // with it.
+  absl::Status cancelled_ ABSL_GUARDED_BY(mu_);
 };
 
 }  // namespace mtla
