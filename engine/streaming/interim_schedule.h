@@ -11,7 +11,8 @@
 // And an interim runs only on spare capacity: while any request waits for
 // admission, or at least half of the engine's rows are running, it is
 // skipped (a later chunk asks again), so interims never queue in front of
-// final results.
+// final results (SpeechSession also skips it while segments wait for the
+// encoder worker, which encodes finals first).
 #ifndef MTLA_ENGINE_STREAMING_INTERIM_SCHEDULE_H_
 #define MTLA_ENGINE_STREAMING_INTERIM_SCHEDULE_H_
 
