@@ -123,6 +123,9 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
 MtlaServer::~MtlaServer() {
   StopHealthMonitor();
   if (server_) server_->Shutdown(std::chrono::system_clock::now());
+  // Every call is over: the speech front end's last owner joins its encoder
+  // worker here, before speech_model_ (which the worker reads) goes.
+  speech_->Set(nullptr);
   if (auto engine = engine_->Get()) engine->Stop();
 }
 
@@ -147,11 +150,10 @@ absl::Status MtlaServer::LoadModel() {
   engine_options.scheduler.max_waiting = options_.max_queued;
   engine_options.max_new_tokens_limit = options_.max_new_tokens_limit;
   engine_options.stall_timeout_seconds = options_.engine_stall_seconds;
-  // On the CPU the engine's steps and the speech encoder share the cores:
-  // they take turns (one OpenMP team at a time). A GPU step leaves the cores
-  // to the encoder.
+  // On the CPU the speech encoder runs as the engine's side work, in its one
+  // OpenMP team, alternating with decode steps; a GPU step leaves the cores
+  // to the encoder worker's own thread.
   const bool cpu_decoder = model.runner->backend().name() == "cpu";
-  if (cpu_decoder && model.speech) engine_options.compute_gate = &compute_gate_;
   auto engine = std::make_shared<Engine>(std::move(model.runner), engine_options, metrics_);
   auto text = std::make_shared<TextFrontEnd>();
   text->tokenizer = std::move(model.text_tokenizer);
@@ -171,7 +173,7 @@ absl::Status MtlaServer::LoadModel() {
     front_end->engine = engine;
     front_end->encoder = std::make_shared<SpeechEncoderWorker>(
         speech_model_.get(), EncoderWorkerOptions{}, metrics_,
-        cpu_decoder ? &compute_gate_ : nullptr);
+        cpu_decoder ? engine : nullptr);
     front_end->metrics = metrics_;
     front_end->source_language = model.source_language;
     front_end->target_language = model.target_language;

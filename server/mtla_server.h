@@ -22,7 +22,6 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "grpcpp/server.h"
-#include "engine/common/compute_gate.h"
 #include "engine/speech/speech_model.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "server/call_reporter.h"
@@ -111,9 +110,6 @@ class MtlaServer {
  private:
   MtlaServer() = default;
   ServerOptions options_;
-  // The engine's CPU steps and the speech encoder worker take turns on the
-  // cores through it; declared first so that it outlives both.
-  ComputeGate compute_gate_;
 
   std::shared_ptr<EngineHolder> engine_ = std::make_shared<EngineHolder>();
   std::shared_ptr<TextFrontEndHolder> text_ = std::make_shared<TextFrontEndHolder>();

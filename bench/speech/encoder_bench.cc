@@ -67,6 +67,8 @@ const SpeechEncoder& Encoder() {
     SpeechModelConfig config;
     config.has_encoder = true;
     config.encoder = PaperEncoderConfig();
+    config.encoder_dim = 512;  // the paper model's projector (not benchmarked here)
+    config.decoder_embed_dim = 512;
     absl::StatusOr<SpeechModel> model = RandomSpeechFrontModel(config, /*seed=*/17);
     if (!model.ok()) {
       std::fprintf(stderr, "%s\n", model.status().ToString().c_str());

@@ -193,7 +193,9 @@ void Engine::TakeCommands(bool wait) {
   {
     absl::MutexLock lock(&mu_);
     if (wait) {
-      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) { return stop_ || !commands_.empty(); };
+      auto ready = [this]() ABSL_SHARED_LOCKS_REQUIRED(mu_) {
+        return stop_ || !commands_.empty() || !side_work_.empty();
+      };
       // Wake periodically to notice cancellations of queued work.
       mu_.AwaitWithTimeout(absl::Condition(&ready), absl::Milliseconds(20));
     }
@@ -518,6 +520,28 @@ bool Engine::RunStep() {
   return true;
 }
 
+bool Engine::PostSideWork(SideWork slice) {
+  absl::MutexLock lock(&mu_);
+  if (stop_) return false;
+  side_work_.push_back(std::move(slice));
+  return true;
+}
+
+bool Engine::RunSideWorkSlice() {
+  SideWork task;
+  {
+    absl::MutexLock lock(&mu_);
+    if (side_work_.empty()) return false;
+    task = std::move(side_work_.front());
+    side_work_.pop_front();
+  }
+  if (task(/*stop=*/false)) {
+    absl::MutexLock lock(&mu_);
+    side_work_.push_front(std::move(task));
+  }
+  return true;
+}
+
 void Engine::Loop() {
   bool idle = true;
   while (true) {
@@ -527,16 +551,19 @@ void Engine::Loop() {
       if (stop_) break;
     }
     DropCancelled();
-    if (requests_.empty()) {
-      idle = true;
-    } else {
-      ComputeGate::Hold hold(options_.compute_gate);
-      idle = !RunStep();
-    }
+    const bool stepped = !requests_.empty() && RunStep();
+    const bool side_work = RunSideWorkSlice();
+    idle = !stepped && !side_work;
     CheckBackendHealth();
     PublishGauges();
   }
   // Fail whatever is left, including commands that raced with Stop().
+  std::deque<SideWork> side_work;
+  {
+    absl::MutexLock lock(&mu_);
+    side_work.swap(side_work_);  // PostSideWork refuses from here on (stop_)
+  }
+  for (SideWork& task : side_work) task(/*stop=*/true);
   TakeCommands(/*wait=*/false);
   FailAll(absl::UnavailableError("server shutting down"));
   PublishGauges();

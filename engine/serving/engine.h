@@ -10,6 +10,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <memory>
 #include <thread>
 #include <unordered_map>
@@ -22,7 +23,6 @@
 #include "engine/generation/beam_search.h"
 #include "engine/metrics/serving_metrics.h"
 #include "engine/model/model_runner.h"
-#include "engine/common/compute_gate.h"
 #include "engine/sampling/sampler.h"
 #include "engine/scheduler/scheduler.h"
 #include "engine/serving/request_stream.h"
@@ -35,11 +35,6 @@ struct EngineOptions {
   // Health() reports a stall when requests are in flight and the engine
   // thread has not come round its loop for this long (a step that hangs).
   double stall_timeout_seconds = 60;
-  // Held around each step (may be null): the process's other CPU-parallel
-  // work (the speech encoder worker) takes turns with the steps instead of
-  // running a second OpenMP team beside them (compute_gate.h). Must outlive
-  // the engine.
-  ComputeGate* compute_gate = nullptr;
 };
 
 // Who counts a request's end, and which metrics it enters.
@@ -108,6 +103,15 @@ class Engine {
   // admitted before (GenerationRequest::continues_admitted_call); running
   // requests go on.
   void StartDrain() { draining_.store(true); }
+  // CPU work that shares the engine's cores and its OpenMP team instead of
+  // running a second team beside it (the speech encoder worker): `slice`
+  // runs on the engine thread, one call per loop iteration alternating with
+  // steps, until it returns false; tasks run one at a time in the order
+  // posted. A task still posted when the engine stops is called once with
+  // stop = true (its answer is ignored). Returns false, posting nothing, once
+  // the engine has stopped.
+  using SideWork = std::function<bool(bool stop)>;
+  bool PostSideWork(SideWork slice) ABSL_LOCKS_EXCLUDED(mu_);
   bool draining() const { return draining_.load(); }
   // Fails every request still in flight with Unavailable and joins the thread.
   void Stop();
@@ -165,6 +169,8 @@ class Engine {
   void TakeCommands(bool wait);
   // Runs one scheduled step; false when there was nothing to run.
   bool RunStep();
+  // One slice of the first side-work task; false when there is none.
+  bool RunSideWorkSlice() ABSL_LOCKS_EXCLUDED(mu_);
   void Finish(Request& request, FinishReason reason);
   void Fail(int64_t id, const absl::Status& status);
   void DropCancelled();
@@ -208,6 +214,7 @@ class Engine {
 
   mutable absl::Mutex mu_;
   std::deque<Command> commands_ ABSL_GUARDED_BY(mu_);
+  std::deque<SideWork> side_work_ ABSL_GUARDED_BY(mu_);
   bool stop_ ABSL_GUARDED_BY(mu_) = false;
   EngineStats stats_ ABSL_GUARDED_BY(mu_);
 

@@ -10,6 +10,7 @@
 #include "engine/serving/engine.h"
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <cmath>
@@ -18,12 +19,14 @@
 #include <limits>
 #include <memory>
 #include <random>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "engine/model/llama_mtla.h"
 #include "engine/weights/safetensors.h"
 #include "gmock/gmock.h"
@@ -161,6 +164,66 @@ TEST_F(EngineTest, GreedyTokensMatchReference) {
   out = Drain(*stream);
   ASSERT_TRUE(out.status.ok()) << out.status;
   EXPECT_EQ(out.tokens, generated_);
+}
+
+// Side work (the speech encoder's stages) runs on the engine thread, one
+// slice per loop iteration, alternating with the steps of a running request.
+TEST_F(EngineTest, SideWorkRunsOnTheEngineThreadBetweenSteps) {
+  MakeEngine(/*num_blocks=*/256);
+  std::shared_ptr<RequestStream> stream = MustSubmit(Long(300));
+  ASSERT_NE(stream, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return engine_->stats().steps > 2; }, 10.0));
+  absl::Mutex mu;
+  std::vector<int64_t> steps_seen;
+  std::set<std::thread::id> threads;
+  bool done = false;
+  ASSERT_TRUE(engine_->PostSideWork([&](bool stop) {
+    absl::MutexLock lock(&mu);
+    EXPECT_FALSE(stop);
+    threads.insert(std::this_thread::get_id());
+    steps_seen.push_back(engine_->stats().steps);
+    if (steps_seen.size() < 5) return true;
+    done = true;
+    return false;
+  }));
+  {
+    absl::MutexLock lock(&mu);
+    ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(30)));
+    EXPECT_EQ(threads.size(), 1u);
+    EXPECT_EQ(threads.count(std::this_thread::get_id()), 0u);
+    for (size_t i = 1; i < steps_seen.size(); ++i) {
+      EXPECT_GT(steps_seen[i], steps_seen[i - 1]) << "no step between slices " << i - 1 << " and " << i;
+    }
+  }
+  Outcome out = Drain(*stream);
+  ASSERT_TRUE(out.status.ok()) << out.status;
+  EXPECT_EQ(out.generated_tokens, 300);
+}
+
+// At Stop, side work still posted is called once with stop = true, and no
+// more is accepted.
+TEST_F(EngineTest, SideWorkStillPostedIsStoppedAtShutdown) {
+  MakeEngine(/*num_blocks=*/64);
+  std::atomic<int> first_slices{0}, first_stops{0}, second_slices{0}, second_stops{0};
+  ASSERT_TRUE(engine_->PostSideWork([&](bool stop) {
+    if (stop) {
+      ++first_stops;
+      return false;
+    }
+    ++first_slices;
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    return true;  // never ends on its own
+  }));
+  ASSERT_TRUE(engine_->PostSideWork([&](bool stop) {
+    (stop ? second_stops : second_slices)++;
+    return false;
+  }));
+  ASSERT_TRUE(WaitFor([&] { return first_slices.load() > 3; }, 10.0));
+  engine_->Stop();
+  EXPECT_EQ(first_stops.load(), 1);
+  EXPECT_EQ(second_slices.load(), 0) << "tasks run one at a time, in order";
+  EXPECT_EQ(second_stops.load(), 1);
+  EXPECT_FALSE(engine_->PostSideWork([](bool) { return false; }));
 }
 
 TEST_F(EngineTest, StopTokenEndsGeneration) {

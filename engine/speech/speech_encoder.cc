@@ -217,44 +217,60 @@ absl::StatusOr<std::vector<float>> SpeechEncoder::Encode(const float* features,
 }
 
 std::vector<absl::StatusOr<std::vector<float>>> SpeechEncoder::EncodeBatch(
-    const std::vector<Input>& inputs, ComputeGate* gate) const {
-  std::vector<absl::StatusOr<std::vector<float>>> out(inputs.size());
-  std::vector<size_t> valid;
-  std::vector<int64_t> lengths;
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    if (absl::Status s = CheckInput(inputs[i].frames); !s.ok()) {
-      out[i] = std::move(s);
+    const std::vector<Input>& inputs) const {
+  BatchRun run(this, inputs);
+  while (run.RunStage()) {
+  }
+  return run.TakeResults();
+}
+
+SpeechEncoder::BatchRun::BatchRun(const SpeechEncoder* encoder, std::vector<Input> inputs)
+    : encoder_(encoder), inputs_(std::move(inputs)), out_(inputs_.size()) {
+  for (size_t i = 0; i < inputs_.size(); ++i) {
+    if (absl::Status s = encoder_->CheckInput(inputs_[i].frames); !s.ok()) {
+      out_[i] = std::move(s);
       continue;
     }
-    valid.push_back(i);
-    lengths.push_back(config_.OutputFrames(inputs[i].frames));
+    valid_.push_back(i);
+    lengths_.push_back(encoder_->config_.OutputFrames(inputs_[i].frames));
   }
-  if (valid.empty()) return out;
-  const int e = config_.embed_dim;
-  const int64_t rows = std::accumulate(lengths.begin(), lengths.end(), int64_t{0});
-  std::vector<float> x(rows * e);
-  int64_t at = 0;
-  {
-    ComputeGate::Hold hold(gate);
-    for (size_t j = 0; j < valid.size(); ++j) {
-      const std::vector<float> embedded =
-          Embed(inputs[valid[j]].features, inputs[valid[j]].frames);
-      std::copy(embedded.begin(), embedded.end(), x.begin() + at * e);
-      at += lengths[j];
+}
+
+bool SpeechEncoder::BatchRun::RunStage() {
+  const SpeechEncoderConfig& c = encoder_->config_;
+  if (valid_.empty()) return false;
+  const int e = c.embed_dim;
+  const int64_t rows = std::accumulate(lengths_.begin(), lengths_.end(), int64_t{0});
+  const int stage = next_stage_++;
+  if (stage == 0) {
+    x_.resize(rows * e);
+    int64_t at = 0;
+    for (size_t j = 0; j < valid_.size(); ++j) {
+      const Input& in = inputs_[valid_[j]];
+      const std::vector<float> embedded = encoder_->Embed(in.features, in.frames);
+      std::copy(embedded.begin(), embedded.end(), x_.begin() + at * e);
+      at += lengths_[j];
     }
+    return true;
   }
-  for (int l = 0; l < config_.num_layers; ++l) {
-    ComputeGate::Hold hold(gate);
-    Layer(l, x.data(), lengths);
+  if (stage <= c.num_layers) {
+    encoder_->Layer(stage - 1, x_.data(), lengths_);
+    return true;
   }
-  cpu::LayerNorm(x.data(), rows, e, final_norm_.weight.data(), final_norm_.bias.data(),
-                 config_.layer_norm_eps, x.data());
-  at = 0;
-  for (size_t j = 0; j < valid.size(); ++j) {
-    out[valid[j]] = std::vector<float>(x.begin() + at * e, x.begin() + (at + lengths[j]) * e);
-    at += lengths[j];
+  cpu::LayerNorm(x_.data(), rows, e, encoder_->final_norm_.weight.data(),
+                 encoder_->final_norm_.bias.data(), c.layer_norm_eps, x_.data());
+  int64_t at = 0;
+  for (size_t j = 0; j < valid_.size(); ++j) {
+    out_[valid_[j]] = std::vector<float>(x_.begin() + at * e, x_.begin() + (at + lengths_[j]) * e);
+    at += lengths_[j];
   }
-  return out;
+  valid_.clear();
+  x_ = {};
+  return false;
+}
+
+std::vector<absl::StatusOr<std::vector<float>>> SpeechEncoder::BatchRun::TakeResults() {
+  return std::move(out_);
 }
 
 absl::StatusOr<SpeechProjector> SpeechProjector::Load(const SpeechModelConfig& config,

@@ -14,7 +14,6 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
-#include "engine/common/compute_gate.h"
 #include "engine/model/mtla_attention.h"
 #include "engine/speech/speech_config.h"
 #include "engine/weights/safetensors.h"
@@ -89,11 +88,29 @@ class SpeechEncoder {
     const float* features = nullptr;  // [frames, input_dim]
     int64_t frames = 0;
   };
-  // `gate` (may be null) is held around the subsampler and around each
-  // layer, so that a decode step waiting for the cores waits one layer at
-  // most (compute_gate.h).
   std::vector<absl::StatusOr<std::vector<float>>> EncodeBatch(
-      const std::vector<Input>& inputs, ComputeGate* gate = nullptr) const;
+      const std::vector<Input>& inputs) const;
+
+  // EncodeBatch in stages, for a caller that interleaves them with other
+  // work on the same cores: each RunStage() runs the subsampler of every
+  // input, then one Transformer layer per call, then the final LayerNorm, and
+  // returns whether stages remain; TakeResults() then gives EncodeBatch's
+  // result. The inputs' features must stay valid until the last stage.
+  class BatchRun {
+   public:
+    BatchRun(const SpeechEncoder* encoder, std::vector<Input> inputs);
+    bool RunStage();
+    std::vector<absl::StatusOr<std::vector<float>>> TakeResults();
+
+   private:
+    const SpeechEncoder* encoder_;
+    std::vector<Input> inputs_;
+    std::vector<absl::StatusOr<std::vector<float>>> out_;
+    std::vector<size_t> valid_;     // indices of the inputs that passed CheckInput
+    std::vector<int64_t> lengths_;  // their encoder frames
+    std::vector<float> x_;          // [sum(lengths_), E]
+    int next_stage_ = 0;            // 0: subsampler, 1..L: layers, L + 1: final norm
+  };
 
   // Stages of Encode, for tests: the subsampler output scaled and with
   // positions added [T', E] ...

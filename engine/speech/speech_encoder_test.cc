@@ -335,8 +335,7 @@ TEST_F(RandomEncoderTest, BatchOfDifferentLengthsEqualsEachAlone) {
   std::vector<SpeechEncoder::Input> inputs;
   for (int64_t frames : lengths) features.push_back(RandomVector(frames * 10, rng));
   for (size_t i = 0; i < lengths.size(); ++i) inputs.push_back({features[i].data(), lengths[i]});
-  ComputeGate gate;
-  const std::vector<absl::StatusOr<std::vector<float>>> batch = encoder->EncodeBatch(inputs, &gate);
+  const std::vector<absl::StatusOr<std::vector<float>>> batch = encoder->EncodeBatch(inputs);
   ASSERT_EQ(batch.size(), lengths.size());
   for (size_t i = 0; i < lengths.size(); ++i) {
     absl::StatusOr<std::vector<float>> alone = encoder->Encode(features[i].data(), lengths[i]);
@@ -352,9 +351,17 @@ TEST_F(RandomEncoderTest, BatchOfDifferentLengthsEqualsEachAlone) {
     EXPECT_LE(RelL2(*batch[i], alone_d), 1e-5) << "utterance " << i;
     EXPECT_LE(RelL2(*batch[i], NaiveEncode(features[i], lengths[i])), 1e-5) << "utterance " << i;
   }
-  // The gate is free again: the batch released it after every layer.
-  gate.Acquire();
-  gate.Release();
+  // In stages: 1 subsampler + 2 layers + the final norm, then the same result.
+  SpeechEncoder::BatchRun run(&*encoder, inputs);
+  int stages = 1;
+  while (run.RunStage()) ++stages;
+  EXPECT_EQ(stages, 4);
+  EXPECT_FALSE(run.RunStage());
+  const std::vector<absl::StatusOr<std::vector<float>>> staged = run.TakeResults();
+  for (size_t i = 0; i < lengths.size(); ++i) {
+    ASSERT_EQ(staged[i].ok(), batch[i].ok());
+    if (staged[i].ok()) EXPECT_EQ(*staged[i], *batch[i]) << "utterance " << i;
+  }
 }
 
 TEST_F(RandomEncoderTest, RejectsEmptyAndOverlongInput) {

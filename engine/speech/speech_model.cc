@@ -30,15 +30,6 @@ absl::StatusOr<std::vector<float>> SpeechModel::Encode(const float* features,
   return encoder->Encode(features, frames);
 }
 
-std::vector<absl::StatusOr<std::vector<float>>> SpeechModel::EncodeBatch(
-    const std::vector<SpeechEncoder::Input>& inputs, ComputeGate* gate) const {
-  if (!encoder.has_value()) {
-    return std::vector<absl::StatusOr<std::vector<float>>>(
-        inputs.size(), absl::FailedPreconditionError("this speech checkpoint has no encoder"));
-  }
-  return encoder->EncodeBatch(inputs, gate);
-}
-
 absl::StatusOr<std::vector<float>> SpeechModel::Project(const float* encoder_out,
                                                         int64_t frames) const {
   const int64_t rows = PrefixRows(frames);

@@ -40,9 +40,6 @@ struct SpeechModel {
   // features [frames, input_dim] -> encoder output [T', encoder_dim].
   // FailedPrecondition for a decoder-only checkpoint.
   absl::StatusOr<std::vector<float>> Encode(const float* features, int64_t frames) const;
-  // Several at once (SpeechEncoder::EncodeBatch, `gate` held per layer).
-  std::vector<absl::StatusOr<std::vector<float>>> EncodeBatch(
-      const std::vector<SpeechEncoder::Input>& inputs, ComputeGate* gate = nullptr) const;
   // encoder output [frames, encoder_dim] -> prefix [PrefixRows(frames),
   // decoder_embed_dim]. InvalidArgument when that is no row or more than
   // config.MaxPrefixRows().

@@ -4,6 +4,7 @@
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
 
 namespace mtla {
 namespace {
@@ -16,11 +17,11 @@ double Seconds(std::chrono::steady_clock::duration d) {
 
 SpeechEncoderWorker::SpeechEncoderWorker(const SpeechModel* model, EncoderWorkerOptions options,
                                          std::shared_ptr<ServingMetrics> metrics,
-                                         ComputeGate* gate)
+                                         std::shared_ptr<Engine> host)
     : model_(model),
       options_(options),
       metrics_(std::move(metrics)),
-      gate_(gate),
+      host_(std::move(host)),
       input_dim_(model->config.encoder.input_dim) {
   thread_ = std::thread([this] { Loop(); });
 }
@@ -120,29 +121,10 @@ void SpeechEncoderWorker::RunBatch(std::vector<Waiting> batch) {
     inputs.push_back({batch[i].job.features.data(),
                       static_cast<int64_t>(batch[i].job.features.size()) / input_dim_});
   }
-  std::vector<absl::StatusOr<std::vector<float>>> outputs = model_->EncodeBatch(inputs, gate_);
+  std::vector<absl::StatusOr<EncodedSegment>> encoded_results = Encode(inputs);
   std::vector<absl::StatusOr<EncodedSegment>> results(
       batch.size(), absl::CancelledError("the segment was cancelled before it was encoded"));
-  {
-    ComputeGate::Hold hold(gate_);
-    for (size_t j = 0; j < encoded.size(); ++j) {
-      if (!outputs[j].ok()) {
-        results[encoded[j]] = outputs[j].status();
-        continue;
-      }
-      const int64_t frames =
-          static_cast<int64_t>(outputs[j]->size()) / model_->config.encoder_dim;
-      absl::StatusOr<std::vector<float>> prefix = model_->Project(outputs[j]->data(), frames);
-      if (!prefix.ok()) {
-        results[encoded[j]] = prefix.status();
-        continue;
-      }
-      EncodedSegment segment;
-      segment.prefix = std::move(*prefix);
-      segment.prefix_rows = model_->PrefixRows(frames);
-      results[encoded[j]] = std::move(segment);
-    }
-  }
+  for (size_t j = 0; j < encoded.size(); ++j) results[encoded[j]] = std::move(encoded_results[j]);
   const double seconds = Seconds(Clock::now() - start);
   if (metrics_ && !encoded.empty()) {
     metrics_->ObserveEncoderBatch(static_cast<int>(encoded.size()), seconds);
@@ -156,6 +138,58 @@ void SpeechEncoderWorker::RunBatch(std::vector<Waiting> batch) {
     }
     Complete(batch[i], std::move(results[i]));
   }
+}
+
+std::vector<absl::StatusOr<EncodedSegment>> SpeechEncoderWorker::Encode(
+    const std::vector<SpeechEncoder::Input>& inputs) {
+  std::vector<absl::StatusOr<EncodedSegment>> results(inputs.size());
+  if (inputs.empty()) return results;
+  SpeechEncoder::BatchRun run(&*model_->encoder, inputs);
+  // The last stage: the encoder's outputs through the projector.
+  auto project = [&] {
+    std::vector<absl::StatusOr<std::vector<float>>> outputs = run.TakeResults();
+    for (size_t j = 0; j < outputs.size(); ++j) {
+      if (!outputs[j].ok()) {
+        results[j] = outputs[j].status();
+        continue;
+      }
+      const int64_t frames = static_cast<int64_t>(outputs[j]->size()) / model_->config.encoder_dim;
+      absl::StatusOr<std::vector<float>> prefix = model_->Project(outputs[j]->data(), frames);
+      if (!prefix.ok()) {
+        results[j] = prefix.status();
+        continue;
+      }
+      EncodedSegment segment;
+      segment.prefix = std::move(*prefix);
+      segment.prefix_rows = model_->PrefixRows(frames);
+      results[j] = std::move(segment);
+    }
+  };
+  if (host_ == nullptr) {
+    while (run.RunStage()) {
+    }
+    project();
+    return results;
+  }
+  absl::Notification finished;
+  absl::Status stopped;  // set by the host's stop call, read after `finished`
+  const bool posted = host_->PostSideWork([&](bool stop) {
+    if (stop) {
+      stopped = absl::UnavailableError("server shutting down");
+    } else if (run.RunStage()) {
+      return true;
+    } else {
+      project();
+    }
+    finished.Notify();
+    return false;
+  });
+  if (!posted) stopped = absl::UnavailableError("server shutting down");
+  if (posted) finished.WaitForNotification();
+  if (!stopped.ok()) {
+    for (auto& r : results) r = stopped;
+  }
+  return results;
 }
 
 void SpeechEncoderWorker::Complete(Waiting& waiting, absl::StatusOr<EncodedSegment> result) {

@@ -4,9 +4,13 @@
 // a frame budget, and encodes it as one ragged batch (SpeechEncoder::
 // EncodeBatch), so the encoder's GEMMs see the rows of all streams at once
 // and no gRPC thread ever runs the encoder. Finals go before interims.
-// The worker holds the process's ComputeGate (may be null) per encoder layer,
-// so it and the engine's decode steps take turns on the cores with one
-// OpenMP team at a time.
+// With a CPU engine as its host, the batch's stages (the subsampler, each
+// layer, the final norm with the projector) run as the engine's side work
+// (Engine::PostSideWork): on the engine thread, alternating with decode
+// steps, in the process's one OpenMP team, so two teams never share (and spin
+// on) the same cores and a step waits one stage at most. Without a host
+// (a GPU engine, whose steps leave the cores free) they run on the worker's
+// own thread.
 //
 // Thread-safety: thread-safe. Callbacks run on the worker thread, one at a
 // time, with no worker lock held; they must not call Forget or destroy the
@@ -26,8 +30,8 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
-#include "engine/common/compute_gate.h"
 #include "engine/metrics/serving_metrics.h"
+#include "engine/serving/engine.h"
 #include "engine/speech/speech_model.h"
 
 namespace mtla {
@@ -64,10 +68,10 @@ struct EncodeJob {
 
 class SpeechEncoderWorker {
  public:
-  // `model` (with an encoder), `metrics` and `gate` may be shared; `model`
-  // and `gate` must outlive the worker. Starts the thread.
+  // `model` (with an encoder) must outlive the worker; `metrics` and `host`
+  // may be null. Starts the thread.
   SpeechEncoderWorker(const SpeechModel* model, EncoderWorkerOptions options,
-                      std::shared_ptr<ServingMetrics> metrics, ComputeGate* gate);
+                      std::shared_ptr<ServingMetrics> metrics, std::shared_ptr<Engine> host);
   // Ends every job still waiting with Unavailable and joins the thread.
   ~SpeechEncoderWorker();
   SpeechEncoderWorker(const SpeechEncoderWorker&) = delete;
@@ -93,6 +97,10 @@ class SpeechEncoderWorker {
   // max_batch_frames (one job at least). Marks their owners in flight.
   std::vector<Waiting> TakeBatch() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   void RunBatch(std::vector<Waiting> batch);
+  // Encodes and projects `inputs` (on the host's thread when there is one):
+  // one result per input.
+  std::vector<absl::StatusOr<EncodedSegment>> Encode(
+      const std::vector<SpeechEncoder::Input>& inputs);
   // One callback of a taken job; then its owner is no longer in flight.
   void Complete(Waiting& waiting, absl::StatusOr<EncodedSegment> result)
       ABSL_LOCKS_EXCLUDED(mu_);
@@ -100,7 +108,7 @@ class SpeechEncoderWorker {
   const SpeechModel* const model_;
   const EncoderWorkerOptions options_;
   const std::shared_ptr<ServingMetrics> metrics_;
-  ComputeGate* const gate_;
+  const std::shared_ptr<Engine> host_;
   const int input_dim_;
 
   mutable absl::Mutex mu_;

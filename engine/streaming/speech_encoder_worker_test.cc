@@ -1,7 +1,8 @@
-// The speech encoder worker on a small random encoder: batching of what
-// waits, finals before interims, results equal to encoding alone, Forget,
-// cancellation, the queue bound and shutdown. The test holds the compute gate
-// to keep the worker inside a batch while it queues more.
+// The speech encoder worker on a small random encoder (no host engine: it
+// encodes on its own thread): batching of what waits, finals before
+// interims, results equal to encoding alone, Forget, cancellation, the queue
+// bound and shutdown. A first job whose `cancelled` check blocks keeps the
+// worker inside a batch while the test queues more.
 #include "engine/streaming/speech_encoder_worker.h"
 
 #include <cmath>
@@ -86,6 +87,33 @@ class Results {
   std::map<std::string, absl::StatusOr<EncodedSegment>> results_ ABSL_GUARDED_BY(mu_);
 };
 
+// Holds the worker inside the batch of the job it is attached to.
+class Latch {
+ public:
+  // A `cancelled` check that waits for Open() (and cancels nothing).
+  std::function<bool()> Blocker() {
+    return [this] {
+      absl::MutexLock lock(&mu_);
+      entered_ = true;
+      mu_.Await(absl::Condition(&open_));
+      return false;
+    };
+  }
+  void WaitEntered() {
+    absl::MutexLock lock(&mu_);
+    ASSERT_TRUE(mu_.AwaitWithTimeout(absl::Condition(&entered_), absl::Seconds(30)));
+  }
+  void Open() {
+    absl::MutexLock lock(&mu_);
+    open_ = true;
+  }
+
+ private:
+  absl::Mutex mu_;
+  bool entered_ ABSL_GUARDED_BY(mu_) = false;
+  bool open_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 class SpeechEncoderWorkerTest : public testing::Test {
  protected:
   void SetUp() override {
@@ -95,7 +123,8 @@ class SpeechEncoderWorkerTest : public testing::Test {
     metrics_ = std::make_shared<ServingMetrics>("m");
   }
   std::unique_ptr<SpeechEncoderWorker> MakeWorker(EncoderWorkerOptions options = {}) {
-    return std::make_unique<SpeechEncoderWorker>(model_.get(), options, metrics_, &gate_);
+    return std::make_unique<SpeechEncoderWorker>(model_.get(), options, metrics_,
+                                                 /*host=*/nullptr);
   }
   EncodeJob Job(const void* owner, int64_t frames, uint64_t seed, bool interim,
                 std::function<void(absl::StatusOr<EncodedSegment>)> done) {
@@ -116,29 +145,32 @@ class SpeechEncoderWorkerTest : public testing::Test {
     EXPECT_TRUE(prefix.ok()) << prefix.status();
     return *prefix;
   }
-  // Holds the gate and waits until the worker has taken every waiting job
-  // (it is then blocked inside that batch, at the gate).
-  void WaitUntilTaken(SpeechEncoderWorker& worker) {
-    for (int i = 0; i < 3000 && worker.queued() > 0; ++i) absl::SleepFor(absl::Milliseconds(1));
+  // Queues a first job that holds the worker inside its batch until
+  // latch_.Open().
+  void EnqueueBlocking(SpeechEncoderWorker& worker, const void* owner,
+                       std::function<void(absl::StatusOr<EncodedSegment>)> done,
+                       int64_t frames = 40) {
+    EncodeJob job = Job(owner, frames, 1, false, std::move(done));
+    job.cancelled = latch_.Blocker();
+    ASSERT_TRUE(worker.Enqueue(std::move(job)).ok());
+    latch_.WaitEntered();
     ASSERT_EQ(worker.queued(), 0u);
   }
 
   std::unique_ptr<SpeechModel> model_;
   std::shared_ptr<ServingMetrics> metrics_;
-  ComputeGate gate_;
+  Latch latch_;
 };
 
 TEST_F(SpeechEncoderWorkerTest, BatchesWhatWaitsFinalsFirstAndEqualsEncodingAlone) {
   auto worker = MakeWorker();
   Results results;
   int owner = 0;
-  gate_.Acquire();
-  ASSERT_TRUE(worker->Enqueue(Job(&owner, 40, 1, false, results.Callback("a"))).ok());
-  WaitUntilTaken(*worker);
+  EnqueueBlocking(*worker, &owner, results.Callback("a"));
   ASSERT_TRUE(worker->Enqueue(Job(&owner, 33, 2, /*interim=*/true, results.Callback("b"))).ok());
   ASSERT_TRUE(worker->Enqueue(Job(&owner, 57, 3, false, results.Callback("c"))).ok());
   ASSERT_TRUE(worker->Enqueue(Job(&owner, 12, 4, false, results.Callback("d"))).ok());
-  gate_.Release();
+  latch_.Open();
   results.WaitFor(4);
   EXPECT_EQ(results.order(), (std::vector<std::string>{"a", "c", "d", "b"}));
   const std::map<std::string, std::pair<int64_t, uint64_t>> inputs = {
@@ -165,14 +197,12 @@ TEST_F(SpeechEncoderWorkerTest, BatchStaysWithinTheFrameBudget) {
   auto worker = MakeWorker({.max_batch_frames = 100});
   Results results;
   int owner = 0;
-  gate_.Acquire();
-  ASSERT_TRUE(worker->Enqueue(Job(&owner, 150, 1, false, results.Callback("alone"))).ok());
-  WaitUntilTaken(*worker);
+  EnqueueBlocking(*worker, &owner, results.Callback("alone"), /*frames=*/150);
   for (int i = 0; i < 4; ++i) {  // 60 + 60 > 100: one per batch
     ASSERT_TRUE(worker->Enqueue(Job(&owner, 60, 10 + i, false, results.Callback(std::to_string(i))))
                     .ok());
   }
-  gate_.Release();
+  latch_.Open();
   results.WaitFor(5);
   ASSERT_TRUE(results.Get("alone").ok());
   EXPECT_EQ(results.Get("alone")->batch_size, 1);  // over the budget on its own: still encoded
@@ -183,9 +213,7 @@ TEST_F(SpeechEncoderWorkerTest, ForgetDropsWaitingJobsAndWaitsForTheRunningOne) 
   auto worker = MakeWorker();
   Results results;
   int gone = 0, other = 0;
-  gate_.Acquire();
-  ASSERT_TRUE(worker->Enqueue(Job(&gone, 40, 1, false, results.Callback("running"))).ok());
-  WaitUntilTaken(*worker);
+  EnqueueBlocking(*worker, &gone, results.Callback("running"));
   ASSERT_TRUE(worker->Enqueue(Job(&gone, 40, 2, false, results.Callback("dropped"))).ok());
   ASSERT_TRUE(worker->Enqueue(Job(&other, 40, 3, false, results.Callback("other"))).ok());
   std::atomic<bool> forgotten{false};
@@ -195,7 +223,7 @@ TEST_F(SpeechEncoderWorkerTest, ForgetDropsWaitingJobsAndWaitsForTheRunningOne) 
   });
   absl::SleepFor(absl::Milliseconds(100));
   EXPECT_FALSE(forgotten.load()) << "Forget returned while its job's batch was running";
-  gate_.Release();
+  latch_.Open();
   forget.join();
   EXPECT_TRUE(results.Get("running").ok());  // its callback ran before Forget returned
   results.WaitFor(2);
@@ -209,14 +237,12 @@ TEST_F(SpeechEncoderWorkerTest, CancelledJobIsSkippedAndEndsCancelled) {
   auto worker = MakeWorker();
   Results results;
   int owner = 0;
-  gate_.Acquire();
-  ASSERT_TRUE(worker->Enqueue(Job(&owner, 40, 1, false, results.Callback("first"))).ok());
-  WaitUntilTaken(*worker);
+  EnqueueBlocking(*worker, &owner, results.Callback("first"));
   EncodeJob skipped = Job(&owner, 40, 2, false, results.Callback("skipped"));
   skipped.cancelled = [] { return true; };
   ASSERT_TRUE(worker->Enqueue(std::move(skipped)).ok());
   ASSERT_TRUE(worker->Enqueue(Job(&owner, 40, 3, false, results.Callback("kept"))).ok());
-  gate_.Release();
+  latch_.Open();
   results.WaitFor(3);
   EXPECT_EQ(results.Get("skipped").status().code(), absl::StatusCode::kCancelled);
   ASSERT_TRUE(results.Get("kept").ok());
@@ -227,9 +253,7 @@ TEST_F(SpeechEncoderWorkerTest, QueueBoundAndMalformedFeaturesAreRefused) {
   auto worker = MakeWorker({.max_queued_segments = 2});
   Results results;
   int owner = 0;
-  gate_.Acquire();
-  ASSERT_TRUE(worker->Enqueue(Job(&owner, 40, 1, false, results.Callback("a"))).ok());
-  WaitUntilTaken(*worker);
+  EnqueueBlocking(*worker, &owner, results.Callback("a"));
   ASSERT_TRUE(worker->Enqueue(Job(&owner, 40, 2, false, results.Callback("b"))).ok());
   ASSERT_TRUE(worker->Enqueue(Job(&owner, 40, 3, false, results.Callback("c"))).ok());
   EXPECT_EQ(worker->Enqueue(Job(&owner, 40, 4, false, results.Callback("d"))).code(),
@@ -237,7 +261,7 @@ TEST_F(SpeechEncoderWorkerTest, QueueBoundAndMalformedFeaturesAreRefused) {
   EncodeJob ragged = Job(&owner, 40, 5, false, results.Callback("e"));
   ragged.features.pop_back();  // not whole frames
   EXPECT_EQ(worker->Enqueue(std::move(ragged)).code(), absl::StatusCode::kInvalidArgument);
-  gate_.Release();
+  latch_.Open();
   results.WaitFor(3);
   EXPECT_EQ(results.order().size(), 3u);
 }
@@ -246,13 +270,11 @@ TEST_F(SpeechEncoderWorkerTest, ShutdownEndsWaitingJobsWithUnavailable) {
   auto worker = MakeWorker();
   Results results;
   int owner = 0;
-  gate_.Acquire();
-  ASSERT_TRUE(worker->Enqueue(Job(&owner, 40, 1, false, results.Callback("running"))).ok());
-  WaitUntilTaken(*worker);
+  EnqueueBlocking(*worker, &owner, results.Callback("running"));
   ASSERT_TRUE(worker->Enqueue(Job(&owner, 40, 2, false, results.Callback("waiting"))).ok());
   std::thread stop([&] { worker.reset(); });
   absl::SleepFor(absl::Milliseconds(50));
-  gate_.Release();
+  latch_.Open();
   stop.join();
   EXPECT_TRUE(results.Get("running").ok());
   EXPECT_EQ(results.Get("waiting").status().code(), absl::StatusCode::kUnavailable);
