@@ -11,6 +11,9 @@
 # RATES: open-loop stream arrivals per second, default "" (none); a rate of
 #   32 / 4.65 = 6.9 keeps 32 streams of committee_en_16k.wav live on average.
 # SECONDS: how long each run starts streams (default 25).
+# RAMP_UP (environment, default 0): closed loop, spread the first starts over
+#   this many seconds (mtla-bench --ramp_up_seconds); 0 starts every stream at
+#   once, so identical clips keep ending in the same 100 ms.
 # Builds nothing: uses build/bin (bash tools/build.sh first). Raw JSON reports
 # go to $OUT_DIR (default a temporary directory, printed).
 set -euo pipefail
@@ -58,5 +61,9 @@ for _ in $(seq 100); do
   build/bin/mtla-client --address=127.0.0.1:$port info >/dev/null 2>&1 && break
   sleep 0.2
 done
-for c in $concurrencies; do run "closed_$c" --concurrency "$c"; done
+ramp=${RAMP_UP:-0}
+for c in $concurrencies; do
+  if [ "$ramp" = 0 ]; then run "closed_$c" --concurrency "$c"
+  else run "closed_$c+ramp$ramp" --concurrency "$c" --ramp_up_seconds "$ramp"; fi
+done
 for rate in $rates; do run "open_${rate}" --request_rate "$rate" --arrival poisson; done

@@ -1,5 +1,6 @@
 // Unit tests of mtla-bench's parts that need no server: statistics, arrival
 // processes, workloads, the report, and the runner driven by a fake scenario.
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <cmath>
@@ -260,6 +261,29 @@ TEST(BenchRunner, ClosedLoopKeepsConcurrency) {
   // 10 rounds of 10 ms.
   EXPECT_GE(r.duration_s, 0.09);
   EXPECT_LT(r.duration_s, 2.0);
+}
+
+TEST(BenchRunner, RampUpSpreadsTheFirstStarts) {
+  FakeScenario fake(1.0);  // each request outlives the ramp-up
+  RunOptions o = Quiet();
+  o.num_requests = 4;
+  o.concurrency = 4;
+  o.ramp_up_s = 0.6;
+  RunResult r = bench::Run(fake, o);
+  ASSERT_EQ(r.records.size(), 4u);
+  std::vector<double> starts;
+  for (const auto& rec : r.records) starts.push_back(rec.start_s);
+  std::sort(starts.begin(), starts.end());
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_GE(starts[i], 0.15 * i - 1e-3) << "start " << i;
+    EXPECT_LT(starts[i], 0.15 * i + 0.1) << "start " << i;
+  }
+  EXPECT_EQ(fake.max_in_flight_.load(), 4);
+  o.request_rate = 10;  // a ramp-up is for the closed loop only
+  EXPECT_FALSE(ValidateRunOptions(o).ok());
+  o.request_rate = 0;
+  o.ramp_up_s = -1;
+  EXPECT_FALSE(ValidateRunOptions(o).ok());
 }
 
 TEST(BenchRunner, OpenLoopFollowsTheRateAndTheCap) {

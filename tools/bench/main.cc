@@ -68,6 +68,9 @@ ABSL_FLAG(std::string, tls_server_name, "",
 ABSL_FLAG(int64_t, num_requests, 100, "Requests to send (0: no count bound)");
 ABSL_FLAG(double, duration_seconds, 0, "Stop starting requests after this long (0: no bound)");
 ABSL_FLAG(int, concurrency, 1, "Closed loop: requests kept in flight");
+ABSL_FLAG(double, ramp_up_seconds, 0,
+          "Closed loop: spread the first --concurrency starts evenly over this many seconds "
+          "(0: all at once)");
 ABSL_FLAG(double, request_rate, 0, "Open loop: arrivals per second (0: closed loop)");
 ABSL_FLAG(std::string, arrival, "poisson", "Open loop inter-arrival times: poisson | gamma | constant");
 ABSL_FLAG(double, burstiness, 1.0,
@@ -212,6 +215,7 @@ int main(int argc, char** argv) {
   run.num_requests = absl::GetFlag(FLAGS_num_requests);
   run.duration_s = absl::GetFlag(FLAGS_duration_seconds);
   run.concurrency = absl::GetFlag(FLAGS_concurrency);
+  run.ramp_up_s = absl::GetFlag(FLAGS_ramp_up_seconds);
   run.request_rate = absl::GetFlag(FLAGS_request_rate);
   run.burstiness = absl::GetFlag(FLAGS_burstiness);
   run.max_concurrency = absl::GetFlag(FLAGS_max_concurrency);
@@ -298,7 +302,10 @@ int main(int argc, char** argv) {
                                   run.max_concurrency > 0
                                       ? absl::StrCat(", at most ", run.max_concurrency, " in flight")
                                       : std::string())
-                   : absl::StrCat("closed loop, concurrency ", run.concurrency);
+                   : absl::StrCat("closed loop, concurrency ", run.concurrency,
+                                  run.ramp_up_s > 0
+                                      ? absl::StrCat(", starts spread over ", run.ramp_up_s, " s")
+                                      : std::string());
   absl::StrAppend(&input.load, "; bound: ",
                   run.num_requests > 0 ? absl::StrCat(run.num_requests, " requests") : "",
                   run.num_requests > 0 && run.duration_s > 0 ? ", " : "",

@@ -52,6 +52,11 @@ absl::Status ValidateRunOptions(const RunOptions& o) {
     return absl::InvalidArgumentError("--concurrency must be >= 1");
   }
   if (o.burstiness <= 0) return absl::InvalidArgumentError("--burstiness must be > 0");
+  if (o.ramp_up_s < 0) return absl::InvalidArgumentError("--ramp_up_seconds must be >= 0");
+  if (o.ramp_up_s > 0 && o.request_rate > 0) {
+    return absl::InvalidArgumentError(
+        "--ramp_up_seconds spreads the starts of a closed loop; an open loop has --request_rate");
+  }
   if (o.max_concurrency < 0) return absl::InvalidArgumentError("--max_concurrency must be >= 0");
   if (o.drain_timeout_s < 0) return absl::InvalidArgumentError("--drain_timeout_seconds must be >= 0");
   return absl::OkStatus();
@@ -121,6 +126,9 @@ RunResult Run(Scenario& scenario, const RunOptions& o) {
       // Arrival time first (no wake-up source but the clock), then the cap.
       state->cv.wait_until(lock, At(std::min(next_arrival, end_s)),
                            [&] { return SteadySeconds() >= std::min(next_arrival, end_s); });
+    } else if (o.ramp_up_s > 0 && issued < o.concurrency) {
+      const double start = std::min(t0 + o.ramp_up_s * issued / o.concurrency, end_s);
+      state->cv.wait_until(lock, At(start), [&] { return SteadySeconds() >= start; });
     }
     state->cv.wait_until(lock, At(std::min(end_s, t0 + 1e9)),
                          [&] { return state->in_flight < limit || SteadySeconds() >= end_s; });

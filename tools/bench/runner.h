@@ -23,6 +23,10 @@ struct RunOptions {
   int64_t num_requests = 0;  // 0: no count bound
   double duration_s = 0;     // 0: no time bound
   int concurrency = 1;       // closed loop: requests in flight
+  // Closed loop: the first `concurrency` requests start evenly spread over
+  // this many seconds (request i at i * ramp_up_s / concurrency) instead of
+  // all at once; each then is replaced as soon as it ends, as usual.
+  double ramp_up_s = 0;
   double request_rate = 0;   // > 0: open loop at this many requests per second
   ArrivalKind arrival = ArrivalKind::kPoisson;
   double burstiness = 1;     // gamma shape
