@@ -39,7 +39,8 @@ include(GoogleTest)
 # streams, gRPC reactors): ctest label `threaded`, the ThreadSanitizer set
 # (tools/sanitize.sh tsan; keep in sync with the `tsan` build preset).
 set(MTLA_THREADED_TESTS engine_test scheduler_test server_integration_test speech_e2e_test
-    call_timer_test call_limits_test fault_injection_test sigterm_load_test)
+    call_timer_test call_limits_test fault_injection_test sigterm_load_test
+    speech_encoder_worker_test)
 
 # mtla_test(NAME SOURCES... DEPS... [FIXTURES...]): a GoogleTest binary
 # registered with ctest (nothing in the fuzz build, MTLA_FUZZ); its tests
