@@ -46,6 +46,9 @@ struct SpeechSession::Segment {
 absl::StatusOr<std::unique_ptr<SpeechSession>> SpeechSession::Create(
     const SpeechFrontEnd& front_end, const SpeechSessionOptions& options,
     std::function<void()> notify) {
+  if (front_end.encoder == nullptr || front_end.engine == nullptr || front_end.model == nullptr) {
+    return absl::FailedPreconditionError("the speech front end has no encoder worker or engine");
+  }
   if (options.beam_size < 1 || options.beam_size > 16) {
     return absl::InvalidArgumentError(
         absl::StrCat("beam_size must be in [1, 16], got ", options.beam_size));

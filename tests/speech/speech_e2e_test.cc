@@ -537,7 +537,15 @@ TEST_F(SpeechServerTest, StreamsEveryWavAndMatchesConcurrentAndUnaryResults) {
   }
   EXPECT_TRUE(have_8k) << "the audio folder should hold an 8 kHz file";
 
-  // The same files, twice each, all at once: batching changes nothing.
+  // The same files, twice each, all at once: batching (in the encoder worker
+  // and in the engine) changes nothing.
+  auto encoder_batches = [&] {  // {batches, segments in them}
+    std::string body;
+    EXPECT_EQ(HttpGet(server_->metrics_port(), "/metrics", &body), 200);
+    return std::make_pair(MetricValue(body, "mtla_encoder_batch_size_count").value_or(0),
+                          MetricValue(body, "mtla_encoder_batch_size_sum").value_or(0));
+  };
+  const auto batches_before = encoder_batches();
   constexpr int kCopies = 2;
   std::vector<StreamOutcome> outcomes(wavs.size() * kCopies);
   std::atomic<bool> streaming{true};
@@ -560,6 +568,10 @@ TEST_F(SpeechServerTest, StreamsEveryWavAndMatchesConcurrentAndUnaryResults) {
   streaming.store(false);
   sampler.join();
   EXPECT_GT(max_in_flight.load(), 1) << "the concurrent streams were never decoded together";
+  const auto batches_after = encoder_batches();
+  EXPECT_GT(batches_after.second - batches_before.second,
+            batches_after.first - batches_before.first)
+      << "no encoder batch held two segments of the concurrent streams";
   for (size_t k = 0; k < outcomes.size(); ++k) {
     const size_t i = k % wavs.size();
     SCOPED_TRACE(absl::StrCat("concurrent stream ", k, " of ", wavs[i].name));
