@@ -217,6 +217,21 @@ void RecordUpdate(const SegmentUpdate& update, std::chrono::steady_clock::time_p
   report->text += update.text;
 }
 
+// At a speech call's OnDone: its report completed (audio received, outcome,
+// error in the caller's terms, duration) and handed to `reporter`. `session`
+// may be null (the call ended before its config).
+void ReportSpeechCall(const CallReporter& reporter, const grpc::ServerContextBase& context,
+                      const grpc::Status& sent, const SpeechSession* session,
+                      std::chrono::steady_clock::time_point start, CallReport report) {
+  if (session) report.audio_seconds = session->processed_seconds();
+  report.code = CallOutcome(context, sent);
+  report.error = report.code == sent.error_code()
+                     ? sent.error_message()
+                     : std::string(CancellationReason(context).message());
+  report.total_seconds = SecondsSince(start);
+  reporter.CallEnded(std::move(report));
+}
+
 using StreamRequest = v1::StreamingTranslateRequest;
 using StreamResponse = v1::StreamingTranslateResponse;
 
@@ -401,15 +416,9 @@ class StreamingTranslateReactor final : public OrderedReactor<grpc::ServerBidiRe
       report = std::move(report_);
       sent = final_status_;
     }
+    // Every reaction is over: the reader's state is stable.
     if (reporter_) {
-      // Every reaction is over: the reader's state is stable.
-      if (session) report.audio_seconds = session->processed_seconds();
-      report.code = CallOutcome(*context_, sent);
-      report.error = report.code == sent.error_code()
-                         ? sent.error_message()
-                         : std::string(CancellationReason(*context_).message());
-      report.total_seconds = SecondsSince(start_);
-      reporter_->CallEnded(std::move(report));
+      ReportSpeechCall(*reporter_, *context_, sent, session.get(), start_, std::move(report));
     }
     // Outside mu_: the destructor detaches the session from the engine's
     // streams and waits for engine callbacks still running, which take mu_
@@ -669,13 +678,7 @@ class TranslateReactor final : public OrderedReactor<grpc::ServerUnaryReactor> {
       sent = sent_;
     }
     if (reporter_) {
-      if (session) report.audio_seconds = session->processed_seconds();
-      report.code = CallOutcome(*context_, sent);
-      report.error = report.code == sent.error_code()
-                         ? sent.error_message()
-                         : std::string(CancellationReason(*context_).message());
-      report.total_seconds = SecondsSince(start_);
-      reporter_->CallEnded(std::move(report));
+      ReportSpeechCall(*reporter_, *context_, sent, session.get(), start_, std::move(report));
     }
     session.reset();  // waits for engine callbacks still running into the session
     delete this;

@@ -80,11 +80,24 @@ SpeechSession::~SpeechSession() {
   // segment gets a stream any more) ...
   front_end_.encoder->Forget(this);
   std::vector<std::shared_ptr<RequestStream>> streams;
+  int dropped_finals = 0, dropped_interims = 0;
+  std::string reason;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& s : active_) {
-      if (s->stream) streams.push_back(s->stream);
+      if (s->stream) {
+        streams.push_back(s->stream);
+      } else {
+        // Still waiting for the encoder: dropped there. Counted as the
+        // engine counts a segment the call's end stopped.
+        ++(s->interim ? dropped_interims : dropped_finals);
+      }
     }
+    reason = StatusLabel(static_cast<int>(cancelled_.code()));
+  }
+  if (front_end_.metrics) {
+    for (int i = 0; i < dropped_finals; ++i) front_end_.metrics->CountSegment(reason, "abort");
+    for (int i = 0; i < dropped_interims; ++i) front_end_.metrics->CountInterimDecode(reason);
   }
   // ... and once SetListener returns, no engine callback either.
   for (const auto& stream : streams) stream->SetListener(nullptr);
