@@ -40,10 +40,21 @@ def cert(name):
     return os.path.join(certs, name)
 
 
-def run(binary, *args, timeout=60):
+def run(binary, *args, timeout=60, server_log=None):
     cmd = [binary, *args]
     print("$", " ".join(cmd), flush=True)
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    try:
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired as e:
+        # What the hung command had printed, for the log; then the test fails.
+        for out in (e.stdout, e.stderr):
+            if out:
+                text = out.decode(errors="replace") if isinstance(out, bytes) else out
+                print(text.strip()[-3000:])
+        if server_log:
+            print("server log (last lines):\n" + "\n".join(server_log[-30:]))
+        print(f"FAIL: {os.path.basename(binary)} did not finish within {timeout} s", flush=True)
+        sys.exit(1)
     if proc.stdout.strip():
         print(proc.stdout.strip()[-1500:])
     if proc.stderr.strip():
@@ -114,11 +125,15 @@ try:
 
         # mtla-bench over mutual TLS.
         report_path = os.path.join(tmp, "bench.json")
+        # A request that never ends shows as DEADLINE_EXCEEDED in the report
+        # (and progress lines show what is in flight) instead of a hang.
         proc = run(bench_bin, f"--address={address}", "--num_requests=4", "--concurrency=2",
                    "--prompt_len=8", "--output_len=8", "--wait_for_ready_seconds=10",
-                   "--progress_interval_seconds=0", f"--json={report_path}",
+                   "--request_timeout_seconds=30", "--drain_timeout_seconds=40",
+                   "--progress_interval_seconds=5", f"--json={report_path}",
                    f"--tls_ca_file={cert('ca.pem')}", f"--tls_cert_file={cert('client.pem')}",
-                   f"--tls_key_file={cert('client.key')}", "--tls_server_name=localhost")
+                   f"--tls_key_file={cert('client.key')}", "--tls_server_name=localhost",
+                   server_log=server.lines)
         check(proc.returncode == 0, f"mTLS: mtla-bench exit 0 (got {proc.returncode})")
         with open(report_path) as f:
             report = json.load(f)
