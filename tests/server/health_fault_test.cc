@@ -11,6 +11,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/synchronization/notification.h"
+#include "engine/testing/forwarding_backend.h"
 #include "gmock/gmock.h"
 #include "grpc/health/v1/health.grpc.pb.h"
 #include "grpcpp/grpcpp.h"
@@ -31,7 +32,7 @@ const std::string kModelDir = std::string(MTLA_TESTDATA_DIR) + "/model_reference
 // Runs the real backend until told otherwise: after `fail_after` Forward
 // calls, Forward fails and Health reports a lasting failure (a sticky CUDA
 // error, say); or, when `hang` is set, the next Forward blocks until released.
-class FaultyBackend final : public ModelBackend {
+class FaultyBackend final : public ForwardingBackend {
  public:
   struct Control {
     std::atomic<int> forwards{0};
@@ -41,20 +42,8 @@ class FaultyBackend final : public ModelBackend {
     absl::Notification release;   // lets it go on
   };
   FaultyBackend(std::unique_ptr<ModelBackend> inner, std::shared_ptr<Control> control)
-      : inner_(std::move(inner)), control_(std::move(control)) {}
+      : ForwardingBackend(std::move(inner)), control_(std::move(control)) {}
 
-  std::string_view name() const override { return inner_->name(); }
-  const DecoderSpec& spec() const override { return inner_->spec(); }
-  const KvCacheGeometry& cache_geometry() const override { return inner_->cache_geometry(); }
-  int num_cache_blocks() const override { return inner_->num_cache_blocks(); }
-  int cache_element_bytes() const override { return inner_->cache_element_bytes(); }
-  absl::Status CopyBlocks(const std::vector<BlockCopy>& copies) override {
-    return inner_->CopyBlocks(copies);
-  }
-  absl::Status FillPrefix(const std::vector<BlockId>& table, int64_t start, const float* rows,
-                          int64_t n) override {
-    return inner_->FillPrefix(table, start, rows, n);
-  }
   absl::Status Forward(const StepPlan& plan, std::vector<float>* logits) override {
     const int call = control_->forwards.fetch_add(1);
     if (control_->hang.exchange(false)) {
@@ -65,7 +54,7 @@ class FaultyBackend final : public ModelBackend {
       broken_ = true;
       return absl::InternalError("injected: an illegal memory access was encountered");
     }
-    return inner_->Forward(plan, logits);
+    return ForwardingBackend::Forward(plan, logits);
   }
   absl::Status Health() const override {
     return broken_ ? absl::InternalError("injected: an illegal memory access was encountered")
@@ -73,7 +62,6 @@ class FaultyBackend final : public ModelBackend {
   }
 
  private:
-  std::unique_ptr<ModelBackend> inner_;
   std::shared_ptr<Control> control_;
   std::atomic<bool> broken_{false};
 };

@@ -6,14 +6,17 @@
 // Tokenize / Detokenize agree with the references and round-trip;
 // GetModelInfo reports the tokenizer and the bos/eos conventions; a model
 // without a tokenizer refuses `prompt` with INVALID_ARGUMENT.
+#include <chrono>
 #include <filesystem>
 #include <fstream>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "engine/tokenizer/tokenizer.h"
+#include "engine/testing/forwarding_backend.h"
 #include "engine/testing/unique_temp_path.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -28,6 +31,22 @@ namespace {
 namespace fs = std::filesystem;
 
 const std::string kModelDir = MTLA_SPM_TEXT_MODEL_DIR;
+
+// Each step takes at least `delay`: the client reads every token's message
+// before the next token exists, so the server has nothing to coalesce (it
+// merges a stream's pending deltas into one message when the client lags).
+class PacedBackend final : public ForwardingBackend {
+ public:
+  PacedBackend(std::unique_ptr<ModelBackend> inner, std::chrono::milliseconds delay)
+      : ForwardingBackend(std::move(inner)), delay_(delay) {}
+  absl::Status Forward(const StepPlan& plan, std::vector<float>* logits) override {
+    std::this_thread::sleep_for(delay_);
+    return ForwardingBackend::Forward(plan, logits);
+  }
+
+ private:
+  const std::chrono::milliseconds delay_;
+};
 
 std::chrono::system_clock::time_point In(double seconds) {
   return std::chrono::system_clock::now() +
@@ -47,8 +66,15 @@ class TextGenerationTextTest : public testing::Test {
     if (!scratch_.empty()) fs::remove_all(scratch_, ignored);
   }
 
-  void Start(const std::string& model_dir) {
+  // step_delay > 0: every decoder step takes at least that long (PacedBackend).
+  void Start(const std::string& model_dir,
+             std::chrono::milliseconds step_delay = std::chrono::milliseconds(0)) {
     ServerOptions options;
+    if (step_delay.count() > 0) {
+      options.wrap_backend = [step_delay](std::unique_ptr<ModelBackend> inner) {
+        return std::make_unique<PacedBackend>(std::move(inner), step_delay);
+      };
+    }
     options.model_dir = model_dir;
     options.listen_address = "127.0.0.1:0";
     options.metrics_address = "";
@@ -176,7 +202,9 @@ TEST_F(TextGenerationTextTest, DetokenizeDecodesAsSentencePieceAndRoundTrips) {
 // tokens each, one token per message: no delta ends inside a character, and
 // the deltas add up to Detokenize of the ids.
 TEST_F(TextGenerationTextTest, GenerateWithAPromptStreamsUtf8SafeTextDeltas) {
-  Start(kModelDir);
+  // Paced (20 ms a step) so that the count of messages below does not depend
+  // on how fast this client reads on a loaded machine.
+  Start(kModelDir, std::chrono::milliseconds(20));
   const auto& scripted = references_["scripted"];
   const std::vector<int32_t> expected_ids = scripted["generated_ids"];
   v1::GenerateRequest request;
