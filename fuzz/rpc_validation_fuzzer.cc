@@ -78,6 +78,10 @@ Served* Load() {
   s->front_end.model = s->model.get();
   s->front_end.tokenizer = s->tokenizer.get();
   s->front_end.engine = s->engine;
+  // As mtla-server on the CPU: the encoder worker runs its stages as the
+  // engine's side work.
+  s->front_end.encoder = std::make_shared<SpeechEncoderWorker>(
+      s->model.get(), EncoderWorkerOptions{}, /*metrics=*/nullptr, s->engine);
   return s;
 }
 
@@ -130,6 +134,8 @@ void StreamingTranslate(Served& s, const fuzz::StreamingCall& call) {
   for (const v1::StreamingTranslateRequest& request : call.requests()) {
     if (session == nullptr) {
       auto created = StartStreamingSession(request, s.front_end, s.defaults, [] {});
+      // FailedPrecondition: the front end above is incomplete, not the input.
+      if (absl::IsFailedPrecondition(created.status())) Die("session", created.status());
       if (!created.ok()) return;
       session = std::move(*created);
     } else if (!ContinueStreamingSession(request, *session).ok()) {
@@ -146,6 +152,7 @@ void Translate(Served& s, const v1::TranslateRequest& request) {
       ToSessionOptions(request.config(), s.front_end, s.defaults);
   if (!options.ok()) return;
   auto session = SpeechSession::Create(s.front_end, *options, [] {});
+  if (absl::IsFailedPrecondition(session.status())) Die("session", session.status());
   if (!session.ok()) return;
   if ((*session)->AcceptAudio(request.audio()).ok()) (void)(*session)->FinishAudio();
   EndSession(std::move(*session));
