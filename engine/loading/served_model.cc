@@ -3,6 +3,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <string>
+#include <thread>
 
 #include "absl/strings/str_cat.h"
 #include "engine/common/status_macros.h"
@@ -140,8 +142,10 @@ absl::StatusOr<ModelFamily> DetectModelFamily(std::string_view config_json,
   return ModelFamily::kLlamaMtla;
 }
 
-absl::StatusOr<ServedModel> LoadServedModel(const std::string& dir,
-                                            const ServedModelOptions& options) {
+namespace {
+
+absl::StatusOr<ServedModel> LoadOnThisThread(const std::string& dir,
+                                             const ServedModelOptions& options) {
   const std::string config_path = dir + "/config.json";
   ASSIGN_OR_RETURN(std::string config, ReadFile(config_path));
   ServedModel model;
@@ -153,6 +157,16 @@ absl::StatusOr<ServedModel> LoadServedModel(const std::string& dir,
     ASSIGN_OR_RETURN(model.tokenizer, FindTokenizer(dir));
   }
   return model;
+}
+
+}  // namespace
+
+absl::StatusOr<ServedModel> LoadServedModel(const std::string& dir,
+                                            const ServedModelOptions& options) {
+  // See the header: the loader's OpenMP pool must leave with its thread.
+  absl::StatusOr<ServedModel> loaded = absl::InternalError("the loading thread did not run");
+  std::thread([&] { loaded = LoadOnThisThread(dir, options); }).join();
+  return loaded;
 }
 
 }  // namespace mtla
