@@ -21,6 +21,12 @@ namespace mtla::cpu::internal {
 namespace {
 
 constexpr int kTile = 16;
+// Rows of the tile this many tiles ahead are requested into L2 during the
+// current tile (and the next tile's into L1): cache blocks are scattered, so
+// the hardware prefetcher cannot run ahead across them, and one tile ahead
+// did not cover DRAM latency (batch 32, context 2048: 1.73-1.84 ms per layer
+// with the next tile only, 1.54-1.56 ms with this; docs/benchmarks.md).
+constexpr int kFarTiles = 3;
 
 inline float MaxF(float a, float b) { return a > b ? a : b; }
 
@@ -70,10 +76,11 @@ inline __m512 Reduce16(const __m512* a) {
 // the tile's keys j < nk (rounded up to a multiple of 16 / HG; the padding
 // rows are valid rows whose scores the caller ignores). When `prefetch` is
 // not null, the same lines of the next tile's rows prefetch[j] are requested
-// as rows[j] is read, spreading the next tile's loads over this one.
+// into L1 as rows[j] is read, spreading the next tile's loads over this one;
+// `far` (when not null) likewise into L2.
 template <int HG>
 inline void ScoreTile(const float* q, int width, const float* const* rows, int nk,
-                      const float* const* prefetch, float* s) {
+                      const float* const* prefetch, const float* const* far, float* s) {
   constexpr int KG = kTile / HG;
   const int full = width & ~15;
   const __mmask16 tail = static_cast<__mmask16>((1u << (width & 15)) - 1u);
@@ -84,12 +91,19 @@ inline void ScoreTile(const float* q, int width, const float* const* rows, int n
     for (int kk = 0; kk < KG; ++kk) kr[kk] = rows[k0 + kk];
     const float* pf[KG];
     for (int kk = 0; kk < KG; ++kk) pf[kk] = prefetch != nullptr ? prefetch[k0 + kk] : nullptr;
+    const float* ff[KG];
+    for (int kk = 0; kk < KG; ++kk) ff[kk] = far != nullptr ? far[k0 + kk] : nullptr;
     for (int d = 0; d < full; d += 16) {
       __m512 kv[KG];
       for (int kk = 0; kk < KG; ++kk) kv[kk] = _mm512_loadu_ps(kr[kk] + d);
       if (prefetch != nullptr) {
         for (int kk = 0; kk < KG; ++kk) {
           _mm_prefetch(reinterpret_cast<const char*>(pf[kk] + d), _MM_HINT_T0);
+        }
+      }
+      if (far != nullptr) {
+        for (int kk = 0; kk < KG; ++kk) {
+          _mm_prefetch(reinterpret_cast<const char*>(ff[kk] + d), _MM_HINT_T1);
         }
       }
       for (int hh = 0; hh < HG; ++hh) {
@@ -104,6 +118,11 @@ inline void ScoreTile(const float* q, int width, const float* const* rows, int n
       if (prefetch != nullptr) {
         for (int kk = 0; kk < KG; ++kk) {
           _mm_prefetch(reinterpret_cast<const char*>(pf[kk] + full), _MM_HINT_T0);
+        }
+      }
+      if (far != nullptr) {
+        for (int kk = 0; kk < KG; ++kk) {
+          _mm_prefetch(reinterpret_cast<const char*>(ff[kk] + full), _MM_HINT_T1);
         }
       }
       __m512 kv[KG];
@@ -186,6 +205,7 @@ void AttendSplit(const AttentionSplitParams& p) {
   };
   const float* rows[kTile];
   const float* next_rows[kTile];
+  const float* far_rows[kTile];
   auto tile_size = [&](int64_t t0) {
     return static_cast<int>(p.key_end - t0 < kTile ? p.key_end - t0 : kTile);
   };
@@ -193,14 +213,18 @@ void AttendSplit(const AttentionSplitParams& p) {
   bool first = true;
   for (int64_t t0 = p.key_begin; t0 < p.key_end; t0 += kTile) {
     const int nk = tile_size(t0);
-    // The next tile's rows stream in while this one computes: the first head
-    // group's score pass requests them line by line.
+    // The next tile's rows (into L1) and those kFarTiles ahead (into L2)
+    // stream in while this one computes: the first head group's score pass
+    // requests them line by line.
     const bool has_next = t0 + kTile < p.key_end;
     if (has_next) tile_rows(t0 + kTile, tile_size(t0 + kTile), next_rows);
+    const int64_t far0 = t0 + kFarTiles * kTile;
+    const bool has_far = far0 < p.key_end;
+    if (has_far) tile_rows(far0, tile_size(far0), far_rows);
 
     for (int g = 0; g < heads; g += HG) {
       ScoreTile<HG>(p.q + g * width, width, rows, nk, has_next && g == 0 ? next_rows : nullptr,
-                    scores + g * kTile);
+                    has_far && g == 0 ? far_rows : nullptr, scores + g * kTile);
     }
 
     const __mmask16 valid = static_cast<__mmask16>((1u << nk) - 1u);
