@@ -124,12 +124,14 @@ ENV FLAGS_model_dir=/models/model \
     FLAGS_metrics_listen=0.0.0.0:9090 \
     FLAGS_device=auto \
     FLAGS_drain_grace_seconds=30
-# Cores are usually shared (other containers, a CPU quota): OpenMP threads
-# sleep when idle instead of spinning (docs/design.md, "OpenMP waiting"), and
-# the entrypoint sets OMP_NUM_THREADS from the container's CPU quota unless it
-# is given (deploy/docker/entrypoint.sh). The NVIDIA container toolkit reads
-# the NVIDIA_* variables to mount the driver.
-ENV OMP_WAIT_POLICY=PASSIVE \
+# Cores are usually shared (other containers, a CPU quota): an idle OpenMP
+# thread spins about 0.1 ms (GOMP_SPINCOUNT, libgomp) and then sleeps, which
+# bridges the gaps between a decode step's parallel regions without holding a
+# core anyone else wants (docs/design.md, "OpenMP waiting"); the entrypoint
+# sets OMP_NUM_THREADS from the container's CPU quota unless it is given
+# (deploy/docker/entrypoint.sh). The NVIDIA container toolkit reads the
+# NVIDIA_* variables to mount the driver.
+ENV GOMP_SPINCOUNT=10000 \
     NVIDIA_VISIBLE_DEVICES=all \
     NVIDIA_DRIVER_CAPABILITIES=compute,utility
 EXPOSE 50051 9090

@@ -125,8 +125,10 @@ for overlay in ("cpu", "gpu"):
     check(keepalive > 0 and 0 < keepalive_timeout < keepalive,
           f"{tag} server keepalive every {keepalive:g} s, timeout {keepalive_timeout:g} s")
 
-    # Shared cores: OpenMP threads sleep when idle, and as many as the pod's CPUs.
-    check(env.get("OMP_WAIT_POLICY") == "PASSIVE", f"{tag} OMP_WAIT_POLICY=PASSIVE")
+    # Shared cores: idle OpenMP threads spin briefly, then sleep (as the image),
+    # and as many as the pod's CPUs.
+    check(env.get("GOMP_SPINCOUNT") == "10000" and "OMP_WAIT_POLICY" not in env,
+          f"{tag} GOMP_SPINCOUNT=10000 and no OMP_WAIT_POLICY")
     omp = next(e for e in c["env"] if e["name"] == "OMP_NUM_THREADS")
     if "valueFrom" in omp:
         ref = omp["valueFrom"]["resourceFieldRef"]
