@@ -85,10 +85,10 @@ struct ServedModel {
 // a thread of its own that has exited when this returns, and the OpenMP worker
 // threads it started have exited with it. libgomp gives every thread that
 // starts a parallel region a pool of workers and counts the workers of all
-// pools; when they outnumber the CPUs it cuts every team's spin-wait to 1000
+// pools; when they outnumber the CPUs it cuts every team's spin-wait to 100
 // iterations, so the decoding thread's worker sleeps between parallel regions
 // and each of a step's ~80 regions pays a futex wake-up. A loader pool left on
-// the caller's thread made mtla-server's batch-1 step 2.6x the benchmark's
+// the caller's thread made mtla-server's batch-1 step about 2x the benchmark's
 // (docs/benchmarks.md, "The decode step inside the server").
 absl::StatusOr<ServedModel> LoadServedModel(const std::string& dir,
                                             const ServedModelOptions& options);
