@@ -16,7 +16,9 @@
 #   - one live speech stream (committee_en_16k.wav at real time, 100 ms chunks,
 #     40 tokens per segment: bursts of decoding between seconds of idling),
 #     same metrics.
-# The client runs on the same cores as the server. Build first (tools/build.sh).
+# The client runs on the same cores as the server. SERVER_ENV="NAME=VALUE ..."
+# sets variables for the server only (e.g. SERVER_ENV=OMP_WAIT_POLICY=PASSIVE).
+# Build first (tools/build.sh).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 model=${1:?model directory}
@@ -35,7 +37,8 @@ metric_mean_ms() {  # $1: metrics port, $2: histogram name
 serve_and_measure() {  # $1: label, rest: mtla-bench flags; prints "inter-token step"
   local label=$1; shift
   local port=$((50000 + RANDOM % 10000))
-  build/bin/mtla-server --model_dir="$model" --listen=127.0.0.1:$port \
+  # shellcheck disable=SC2086  # SERVER_ENV: words on purpose
+  env ${SERVER_ENV:-} build/bin/mtla-server --model_dir="$model" --listen=127.0.0.1:$port \
       --metrics_listen=127.0.0.1:$((port + 1)) --request_log=off >"$out/$label.server.log" 2>&1 &
   local server=$!
   for _ in $(seq 100); do curl -s "127.0.0.1:$((port + 1))/metrics" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -48,6 +51,7 @@ serve_and_measure() {  # $1: label, rest: mtla-bench flags; prints "inter-token 
 
 echo "machine: $(nproc) cores, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | xargs)"
 echo "commit: $(git rev-parse --short HEAD), $(date -u '+%Y-%m-%d %H:%M UTC'), logs in $out"
+echo "server environment: ${SERVER_ENV:-(none)}"
 echo
 echo "| round | load avg | bench ms/step (b1, ctx 256) | text stream: inter-token / step ms | ratio | speech stream: inter-token / step ms | ratio |"
 echo "|---|---|---|---|---|---|---|"

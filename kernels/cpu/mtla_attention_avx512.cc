@@ -21,12 +21,15 @@ namespace mtla::cpu::internal {
 namespace {
 
 constexpr int kTile = 16;
-// Rows of the tile this many tiles ahead are requested into L2 during the
-// current tile (and the next tile's into L1): cache blocks are scattered, so
-// the hardware prefetcher cannot run ahead across them, and one tile ahead
-// did not cover DRAM latency (batch 32, context 2048: 1.73-1.84 ms per layer
-// with the next tile only, 1.54-1.56 ms with this; docs/benchmarks.md).
+// On key ranges of kFarMinKeys or more, the rows of the tile kFarTiles ahead
+// are requested into L2 during the current tile (and the next tile's into
+// L1): cache blocks are scattered, so the hardware prefetcher cannot run
+// ahead across them, and one tile ahead did not cover DRAM latency (batch 32,
+// context 2048: 1.72-1.84 ms per layer with the next tile only, 1.54-1.56 ms
+// with this). On short ranges it cost 8% of a batch-32, context-256 step
+// (docs/benchmarks.md).
 constexpr int kFarTiles = 3;
+constexpr int64_t kFarMinKeys = 512;
 
 inline float MaxF(float a, float b) { return a > b ? a : b; }
 
@@ -219,7 +222,7 @@ void AttendSplit(const AttentionSplitParams& p) {
     const bool has_next = t0 + kTile < p.key_end;
     if (has_next) tile_rows(t0 + kTile, tile_size(t0 + kTile), next_rows);
     const int64_t far0 = t0 + kFarTiles * kTile;
-    const bool has_far = far0 < p.key_end;
+    const bool has_far = p.key_end - p.key_begin >= kFarMinKeys && far0 < p.key_end;
     if (has_far) tile_rows(far0, tile_size(far0), far_rows);
 
     for (int g = 0; g < heads; g += HG) {
