@@ -80,25 +80,20 @@ SpeechSession::~SpeechSession() {
   // segment gets a stream any more) ...
   front_end_.encoder->Forget(this);
   std::vector<std::shared_ptr<RequestStream>> streams;
-  int dropped_finals = 0, dropped_interims = 0;
-  std::string reason;
+  std::vector<bool> dropped;  // interim or not, of each segment the encoder dropped
+  absl::Status reason;
   {
     absl::MutexLock lock(&mu_);
     for (const auto& s : active_) {
       if (s->stream) {
         streams.push_back(s->stream);
       } else {
-        // Still waiting for the encoder: dropped there. Counted as the
-        // engine counts a segment the call's end stopped.
-        ++(s->interim ? dropped_interims : dropped_finals);
+        dropped.push_back(s->interim);  // still waiting for the encoder: dropped there
       }
     }
-    reason = StatusLabel(static_cast<int>(cancelled_.code()));
+    reason = cancelled_;
   }
-  if (front_end_.metrics) {
-    for (int i = 0; i < dropped_finals; ++i) front_end_.metrics->CountSegment(reason, "abort");
-    for (int i = 0; i < dropped_interims; ++i) front_end_.metrics->CountInterimDecode(reason);
-  }
+  for (bool interim : dropped) CountUnsubmitted(interim, reason);
   // ... and once SetListener returns, no engine callback either.
   for (const auto& stream : streams) stream->SetListener(nullptr);
   if (front_end_.metrics) front_end_.metrics->AddSpeechSessions(-1);
@@ -274,16 +269,19 @@ void SpeechSession::OnEncoded(const std::shared_ptr<Segment>& segment,
   Listen(segment);
 }
 
+void SpeechSession::CountUnsubmitted(bool interim, const absl::Status& status) const {
+  if (!front_end_.metrics) return;
+  const std::string label = StatusLabel(static_cast<int>(status.code()));
+  if (interim) {
+    front_end_.metrics->CountInterimDecode(label);
+  } else {
+    front_end_.metrics->CountSegment(label, "abort");
+  }
+}
+
 void SpeechSession::FailSegment(const std::shared_ptr<Segment>& segment,
                                 const absl::Status& status) {
-  if (front_end_.metrics) {
-    const std::string label = StatusLabel(static_cast<int>(status.code()));
-    if (segment->interim) {
-      front_end_.metrics->CountInterimDecode(label);
-    } else {
-      front_end_.metrics->CountSegment(label, "abort");
-    }
-  }
+  CountUnsubmitted(segment->interim, status);
   {
     absl::MutexLock lock(&mu_);
     std::erase(active_, segment);

@@ -166,6 +166,11 @@ class SpeechSession {
   // counts a refused one); queues nothing for the client.
   void FailSegment(const std::shared_ptr<Segment>& segment, const absl::Status& status)
       ABSL_LOCKS_EXCLUDED(mu_);
+  // Counts a segment that ended before reaching the engine, as the engine
+  // counts one it refused or the call's end stopped: a final in
+  // mtla_segments_total (finish reason "abort"), an interim in
+  // mtla_interim_decodes_total, both labelled with `status`.
+  void CountUnsubmitted(bool interim, const absl::Status& status) const;
   void Listen(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
   // Engine thread or reader; takes mu_ and calls `notify` after releasing it.
   void OnEngineOutput(const std::shared_ptr<Segment>& segment) ABSL_LOCKS_EXCLUDED(mu_);
