@@ -38,6 +38,20 @@ def bench(address, name, *args, timeout=60, expect_rc=0):
         return json.load(f), elapsed, proc
 
 
+def requests_counted(server, status, want, seconds=10):
+    """The server's mtla_requests_total{status=...} once it equals `want`, or
+    when `seconds` have passed. The server counts a call when the call is
+    done on its side, which can follow the client's receipt of the status
+    (docs/reliability.md, finding 11), so a count read at once can lag."""
+    deadline = time.monotonic() + seconds
+    while True:
+        count = sum(v for labels, v in metric_samples(server.metrics_text())["mtla_requests_total"]
+                    if labels.get("status") == status)
+        if count == want or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
 def check_summary(report, key, name):
     s = report["metrics"][key]
     if s["count"] == 0:
@@ -96,8 +110,7 @@ with Server(server_bin, model).wait_serving() as server:
     check("Time to first token (ms)" in proc.stdout and "Goodput" in proc.stdout, "closed: table printed")
     check("[mtla-bench]" in proc.stderr, "closed: progress line on stderr")
     # The server counted exactly the bench's requests (warm-up included).
-    ok = sum(v for labels, v in metric_samples(server.metrics_text())["mtla_requests_total"]
-             if labels.get("status") == "ok")
+    ok = requests_counted(server, "ok", 26)
     check(ok == 26, f"server counted {ok} ok requests == 24 + 2 warm-up")
 
     r, elapsed, _ = bench(server.address, "poisson", "--num_requests=30", "--request_rate=40",
@@ -139,8 +152,7 @@ with Server(server_bin, model, args=["--max_running=1", "--max_queued=0"]).wait_
           f"rejected: RESOURCE_EXHAUSTED counted ({r['errors']})")
     check(r["requests"]["failed"] == sum(r["errors"].values()), "rejected: failed == sum of errors")
     check_report(r, "rejected", 64, expect_all_ok=False)
-    rejected = sum(v for labels, v in metric_samples(server.metrics_text())["mtla_requests_total"]
-                   if labels.get("status") == "resource_exhausted")
+    rejected = requests_counted(server, "resource_exhausted", r["errors"]["RESOURCE_EXHAUSTED"])
     check(rejected == r["errors"]["RESOURCE_EXHAUSTED"],
           f"server counted {rejected} resource_exhausted == bench's")
 
