@@ -148,10 +148,12 @@ std::vector<float> SpeechEncoder::Embed(const float* features, int64_t frames) c
 }
 
 void SpeechEncoder::Layer(int layer, float* x, int64_t frames) const {
-  Layer(layer, x, std::vector<int64_t>{frames});
+  LayerScratch scratch;
+  Layer(layer, x, std::vector<int64_t>{frames}, &scratch);
 }
 
-void SpeechEncoder::Layer(int layer, float* x, const std::vector<int64_t>& lengths) const {
+void SpeechEncoder::Layer(int layer, float* x, const std::vector<int64_t>& lengths,
+                          LayerScratch* scratch) const {
   const SpeechEncoderLayerWeights& w = layers_[layer];
   const int e = config_.embed_dim;
   const int heads = config_.num_heads;
@@ -160,10 +162,18 @@ void SpeechEncoder::Layer(int layer, float* x, const std::vector<int64_t>& lengt
   const int64_t n = std::accumulate(lengths.begin(), lengths.end(), int64_t{0});
   std::vector<int64_t> first_row(lengths.size());
   std::exclusive_scan(lengths.begin(), lengths.end(), first_row.begin(), int64_t{0});
-  std::vector<float> h(n * e), qkv(n * 3 * e), ctx(n * e);
+  const int f = config_.ffn_dim;
+  auto grow = [](std::vector<float>& v, int64_t size) {
+    if (static_cast<int64_t>(v.size()) < size) v.resize(size);
+    return v.data();
+  };
+  float* h = grow(scratch->normed, n * e);
+  float* qkv = grow(scratch->qkv, n * 3 * e);
+  float* ctx = grow(scratch->context, n * e);
+  float* a = grow(scratch->hidden, n * f);
   cpu::LayerNorm(x, n, e, w.self_attn_layer_norm.weight.data(),
-                 w.self_attn_layer_norm.bias.data(), eps, h.data());
-  w.qkv_proj.Apply(h.data(), n, qkv.data());
+                 w.self_attn_layer_norm.bias.data(), eps, h);
+  w.qkv_proj.Apply(h, n, qkv);
   const int64_t ld = 3 * e;
   const float scaling = 1.0f / std::sqrt(static_cast<float>(d));
   const int64_t tasks = static_cast<int64_t>(lengths.size()) * heads;
@@ -174,7 +184,7 @@ void SpeechEncoder::Layer(int layer, float* x, const std::vector<int64_t>& lengt
     const size_t u = static_cast<size_t>(task / heads);
     const int hd = static_cast<int>(task % heads);
     const int64_t m = lengths[u];
-    const float* q = qkv.data() + first_row[u] * ld + hd * d;
+    const float* q = qkv + first_row[u] * ld + hd * d;
     const float* k = q + e;
     const float* v = q + 2 * e;
     // scores = (q_h * scaling) k_h^T; ctx_h = softmax(scores) v_h.
@@ -182,19 +192,17 @@ void SpeechEncoder::Layer(int layer, float* x, const std::vector<int64_t>& lengt
     cpu::Gemm(/*trans_b=*/true, m, m, d, scaling, q, ld, k, ld, 0.0f, scores.data(), m);
     cpu::SoftmaxRows(scores.data(), m, m);
     cpu::Gemm(/*trans_b=*/false, m, d, m, 1.0f, scores.data(), m, v, ld, 0.0f,
-              ctx.data() + first_row[u] * e + hd * d, e);
+              ctx + first_row[u] * e + hd * d, e);
   }
-  w.out_proj.Apply(ctx.data(), n, h.data());
-  cpu::AddInPlace(x, h.data(), n * e);
+  w.out_proj.Apply(ctx, n, h);
+  cpu::AddInPlace(x, h, n * e);
 
-  const int f = config_.ffn_dim;
-  std::vector<float> a(n * f);
   cpu::LayerNorm(x, n, e, w.final_layer_norm.weight.data(), w.final_layer_norm.bias.data(), eps,
-                 h.data());
-  w.fc1.Apply(h.data(), n, a.data());
-  cpu::Relu(a.data(), n * f);
-  w.fc2.Apply(a.data(), n, h.data());
-  cpu::AddInPlace(x, h.data(), n * e);
+                 h);
+  w.fc1.Apply(h, n, a);
+  cpu::Relu(a, n * f);
+  w.fc2.Apply(a, n, h);
+  cpu::AddInPlace(x, h, n * e);
 }
 
 absl::Status SpeechEncoder::CheckInput(int64_t frames) const {
@@ -224,8 +232,12 @@ std::vector<absl::StatusOr<std::vector<float>>> SpeechEncoder::EncodeBatch(
   return run.TakeResults();
 }
 
-SpeechEncoder::BatchRun::BatchRun(const SpeechEncoder* encoder, std::vector<Input> inputs)
-    : encoder_(encoder), inputs_(std::move(inputs)), out_(inputs_.size()) {
+SpeechEncoder::BatchRun::BatchRun(const SpeechEncoder* encoder, std::vector<Input> inputs,
+                                  LayerScratch* scratch)
+    : encoder_(encoder),
+      inputs_(std::move(inputs)),
+      out_(inputs_.size()),
+      scratch_(scratch != nullptr ? scratch : &own_scratch_) {
   for (size_t i = 0; i < inputs_.size(); ++i) {
     if (absl::Status s = encoder_->CheckInput(inputs_[i].frames); !s.ok()) {
       out_[i] = std::move(s);
@@ -254,7 +266,7 @@ bool SpeechEncoder::BatchRun::RunStage() {
     return true;
   }
   if (stage <= c.num_layers) {
-    encoder_->Layer(stage - 1, x_.data(), lengths_);
+    encoder_->Layer(stage - 1, x_.data(), lengths_, scratch_);
     return true;
   }
   cpu::LayerNorm(x_.data(), rows, e, encoder_->final_norm_.weight.data(),

@@ -364,6 +364,36 @@ TEST_F(RandomEncoderTest, BatchOfDifferentLengthsEqualsEachAlone) {
   }
 }
 
+// One LayerScratch serves batch after batch (the encoder worker's): a large
+// batch (more than 64 encoder rows, so its GEMMs run in row chunks), then a
+// smaller one over the larger scratch; each utterance still matches the
+// float64 reference.
+TEST_F(RandomEncoderTest, ReusedScratchAndRowChunksKeepResults) {
+  absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(path_);
+  ASSERT_TRUE(file.ok()) << file.status();
+  config_.encoder.max_source_positions = 400;
+  absl::StatusOr<SpeechEncoder> encoder = SpeechEncoder::Load(config_.encoder, **file);
+  ASSERT_TRUE(encoder.ok()) << encoder.status();
+  std::mt19937_64 rng(9);
+  SpeechEncoder::LayerScratch scratch;
+  for (const std::vector<int64_t>& lengths :
+       {std::vector<int64_t>{300, 203, 90}, std::vector<int64_t>{61, 33}}) {
+    std::vector<std::vector<float>> features;
+    std::vector<SpeechEncoder::Input> inputs;
+    for (int64_t frames : lengths) features.push_back(RandomVector(frames * 10, rng));
+    for (size_t i = 0; i < lengths.size(); ++i) inputs.push_back({features[i].data(), lengths[i]});
+    SpeechEncoder::BatchRun run(&*encoder, inputs, &scratch);
+    while (run.RunStage()) {
+    }
+    const std::vector<absl::StatusOr<std::vector<float>>> out = run.TakeResults();
+    for (size_t i = 0; i < lengths.size(); ++i) {
+      SCOPED_TRACE(testing::Message() << "frames " << lengths[i]);
+      ASSERT_TRUE(out[i].ok()) << out[i].status();
+      EXPECT_LE(RelL2(*out[i], NaiveEncode(features[i], lengths[i])), 1e-5);
+    }
+  }
+}
+
 TEST_F(RandomEncoderTest, RejectsEmptyAndOverlongInput) {
   absl::StatusOr<std::unique_ptr<SafetensorsFile>> file = SafetensorsFile::Open(path_);
   ASSERT_TRUE(file.ok()) << file.status();

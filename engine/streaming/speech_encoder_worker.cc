@@ -144,7 +144,7 @@ std::vector<absl::StatusOr<EncodedSegment>> SpeechEncoderWorker::Encode(
     const std::vector<SpeechEncoder::Input>& inputs) {
   std::vector<absl::StatusOr<EncodedSegment>> results(inputs.size());
   if (inputs.empty()) return results;
-  SpeechEncoder::BatchRun run(&*model_->encoder, inputs);
+  SpeechEncoder::BatchRun run(&*model_->encoder, inputs, &scratch_);
   // The last stage: the encoder's outputs through the projector.
   auto project = [&] {
     std::vector<absl::StatusOr<std::vector<float>>> outputs = run.TakeResults();

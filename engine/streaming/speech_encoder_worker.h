@@ -110,6 +110,10 @@ class SpeechEncoderWorker {
   const std::shared_ptr<ServingMetrics> metrics_;
   const std::shared_ptr<Engine> host_;
   const int input_dim_;
+  // The encoder layers' activations, reused by one batch after another
+  // (touched only by the batch in flight); as large as the largest batch:
+  // max_batch_frames, or one longer segment.
+  SpeechEncoder::LayerScratch scratch_;
 
   mutable absl::Mutex mu_;
   std::deque<Waiting> queue_ ABSL_GUARDED_BY(mu_);

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/packed_row_chunks.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace mtla::cpu {
@@ -37,6 +38,25 @@ struct PackedBatchedMatmul::State {
   std::mutex mu;
   using Key = std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>;  // rows, x and y strides
   std::map<Key, std::optional<dnnl::matmul>> primitives;  // guarded by mu; nullopt: "ref:" only
+
+  // The cached primitive for a chunk of `rows` rows (packed_row_chunks.h),
+  // created on first use.
+  std::optional<dnnl::matmul> Primitive(int batch, int64_t rows, int k, int n, BatchedStrides xs,
+                                        BatchedStrides ys) {
+    const Key key{rows, xs.batch, xs.row, ys.batch, ys.row};
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = primitives.find(key);
+    if (it == primitives.end()) {
+      dnnl::matmul::primitive_desc desc(
+          dnnl::matmul::desc(Operand(batch, rows, k, xs), weights.get_desc(),
+                             Operand(batch, rows, n, ys)),
+          Engine());
+      std::optional<dnnl::matmul> made;
+      if (std::string_view(desc.impl_info_str()).substr(0, 4) != "ref:") made.emplace(desc);
+      it = primitives.emplace(key, std::move(made)).first;
+    }
+    return it->second;
+  }
 };
 
 PackedBatchedMatmul::PackedBatchedMatmul(int batch, int k, int n, std::unique_ptr<State> state)
@@ -75,29 +95,36 @@ bool PackedBatchedMatmul::Apply(const float* x, int64_t rows, BatchedStrides xs,
                                 BatchedStrides ys) const {
   if (rows <= 0) return true;
   try {
-    const State::Key key{rows, xs.batch, xs.row, ys.batch, ys.row};
-    const dnnl::memory::desc src = Operand(batch_, rows, k_, xs);
-    const dnnl::memory::desc dst = Operand(batch_, rows, n_, ys);
-    dnnl::matmul primitive;
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      auto it = state_->primitives.find(key);
-      if (it == state_->primitives.end()) {
-        dnnl::matmul::primitive_desc desc(
-            dnnl::matmul::desc(src, state_->weights.get_desc(), dst), Engine());
-        std::optional<dnnl::matmul> made;
-        if (std::string_view(desc.impl_info_str()).substr(0, 4) != "ref:") made.emplace(desc);
-        it = state_->primitives.emplace(key, std::move(made)).first;
+    // Every chunk's primitive before any runs (nothing written unless all
+    // have an optimized kernel); at most five distinct chunk sizes a call.
+    std::pair<int64_t, dnnl::matmul> primitives[5];
+    int distinct = 0;
+    bool runnable = true;
+    ForEachRowChunk(rows, [&](int64_t, int64_t chunk) {
+      for (int i = 0; i < distinct; ++i) {
+        if (primitives[i].first == chunk) return;
       }
-      if (!it->second.has_value()) return false;
-      primitive = *it->second;
-    }
-    dnnl::memory src_mem(src, Engine(), const_cast<float*>(x));
-    dnnl::memory dst_mem(dst, Engine(), y);
+      std::optional<dnnl::matmul> p = state_->Primitive(batch_, chunk, k_, n_, xs, ys);
+      if (!p.has_value()) {
+        runnable = false;
+        return;
+      }
+      primitives[distinct++] = {chunk, *p};
+    });
+    if (!runnable) return false;
     dnnl::stream stream(Engine());
-    primitive.execute(stream, {{DNNL_ARG_SRC, src_mem},
-                               {DNNL_ARG_WEIGHTS, state_->weights},
-                               {DNNL_ARG_DST, dst_mem}});
+    ForEachRowChunk(rows, [&](int64_t first, int64_t chunk) {
+      const dnnl::matmul* primitive = nullptr;
+      for (int i = 0; i < distinct; ++i) {
+        if (primitives[i].first == chunk) primitive = &primitives[i].second;
+      }
+      dnnl::memory src_mem(Operand(batch_, chunk, k_, xs), Engine(),
+                           const_cast<float*>(x + first * xs.row));
+      dnnl::memory dst_mem(Operand(batch_, chunk, n_, ys), Engine(), y + first * ys.row);
+      primitive->execute(stream, {{DNNL_ARG_SRC, src_mem},
+                                  {DNNL_ARG_WEIGHTS, state_->weights},
+                                  {DNNL_ARG_DST, dst_mem}});
+    });
     stream.wait();
     return true;
   } catch (const dnnl::error&) {

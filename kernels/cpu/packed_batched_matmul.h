@@ -7,7 +7,8 @@
 // Only compiled with oneDNN (MTLA_HAVE_ONEDNN).
 //
 // Thread-safety: Apply may be called concurrently; primitives are created on
-// first use of a (rows, strides) shape and cached.
+// first use of a (row chunk, strides) shape and cached: at most
+// kMaxChunkShapes per stride combination (packed_row_chunks.h).
 #ifndef MTLA_KERNELS_CPU_PACKED_BATCHED_MATMUL_H_
 #define MTLA_KERNELS_CPU_PACKED_BATCHED_MATMUL_H_
 

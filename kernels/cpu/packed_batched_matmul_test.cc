@@ -35,7 +35,8 @@ TEST(PackedBatchedMatmulTest, MatchesLoop) {
       return c.transposed ? w[(static_cast<size_t>(b) * c.n + j) * c.k + i]
                           : w[(static_cast<size_t>(b) * c.k + i) * c.n + j];
     };
-    for (int64_t rows : {1, 2, 7, 32, 64}) {
+    // Above 64 rows Apply runs row chunks (packed_row_chunks.h).
+    for (int64_t rows : {1, 2, 7, 32, 64, 100, 333}) {
       for (bool interleaved : {true, false}) {
         SCOPED_TRACE(testing::Message() << "batch " << c.batch << " k " << c.k << " n " << c.n
                                         << " rows " << rows << " interleaved " << interleaved);
@@ -48,7 +49,9 @@ TEST(PackedBatchedMatmulTest, MatchesLoop) {
         for (float& v : x) v = dist(rng);
         std::vector<float> y(static_cast<size_t>(c.batch) * rows * c.n, NAN);
         const bool accepted = (*packed)->Apply(x.data(), rows, xs, y.data(), ys);
-        if (!interleaved) EXPECT_TRUE(accepted);
+        if (!interleaved) {
+          EXPECT_TRUE(accepted);
+        }
         if (!accepted) continue;
         double diff = 0.0, norm = 0.0;
         for (int b = 0; b < c.batch; ++b) {

@@ -10,6 +10,7 @@
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"
+#include "kernels/cpu/packed_row_chunks.h"
 #include "oneapi/dnnl/dnnl.hpp"
 
 namespace mtla::cpu {
@@ -52,10 +53,29 @@ dnnl::matmul::primitive_desc MakeDesc(int64_t n, int in, int out, int64_t ldx, i
 struct PackedLinear::State {
   dnnl::memory weights;  // packed, owned by oneDNN
   std::mutex mu;
-  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool>;  // n, ldx, ldy, bias, accumulate
+  // rows (packed_row_chunks.h), ldx, ldy, bias, accumulate
+  using Key = std::tuple<int64_t, int64_t, int64_t, bool, bool>;
   // nullopt: oneDNN has only its slow reference kernel for this shape (e.g.
   // strided rows with blocked weights); Apply then declines.
   std::map<Key, std::optional<dnnl::matmul>> primitives;  // guarded by mu
+
+  // The cached primitive for a chunk of `rows` rows of a [in, out] product
+  // (created on first use); nullopt when oneDNN has only its reference
+  // kernel for the shape.
+  std::optional<dnnl::matmul> Primitive(int64_t rows, int in, int out, int64_t ldx, int64_t ldy,
+                                        bool bias, bool accumulate) {
+    const Key key{rows, ldx, ldy, bias, accumulate};
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = primitives.find(key);
+    if (it == primitives.end()) {
+      dnnl::matmul::primitive_desc desc =
+          MakeDesc(rows, in, out, ldx, ldy, weights.get_desc(), bias, accumulate);
+      std::optional<dnnl::matmul> made;
+      if (std::string_view(desc.impl_info_str()).substr(0, 4) != "ref:") made.emplace(desc);
+      it = primitives.emplace(key, std::move(made)).first;
+    }
+    return it->second;
+  }
 };
 
 PackedLinear::PackedLinear(int out, int in, std::unique_ptr<State> state)
@@ -92,33 +112,45 @@ bool PackedLinear::Apply(const float* x, int64_t n, const float* bias, float* y,
   if (ldx == 0) ldx = in_;
   if (ldy == 0) ldy = out_;
   try {
-    const State::Key key{n, ldx, ldy, bias != nullptr, accumulate};
-    dnnl::matmul primitive;
-    {
-      std::lock_guard<std::mutex> lock(state_->mu);
-      auto it = state_->primitives.find(key);
-      if (it == state_->primitives.end()) {
-        dnnl::matmul::primitive_desc desc = MakeDesc(
-            n, in_, out_, ldx, ldy, state_->weights.get_desc(), bias != nullptr, accumulate);
-        std::optional<dnnl::matmul> made;
-        if (std::string_view(desc.impl_info_str()).substr(0, 4) != "ref:") made.emplace(desc);
-        it = state_->primitives.emplace(key, std::move(made)).first;
+    // Every chunk's primitive before any runs: nothing is written unless all
+    // have an optimized kernel. At most five distinct chunk sizes per call.
+    std::pair<int64_t, dnnl::matmul> primitives[5];
+    int distinct = 0;
+    bool runnable = true;
+    ForEachRowChunk(n, [&](int64_t, int64_t rows) {
+      for (int i = 0; i < distinct; ++i) {
+        if (primitives[i].first == rows) return;
       }
-      if (!it->second.has_value()) return false;
-      primitive = *it->second;
-    }
+      std::optional<dnnl::matmul> p =
+          state_->Primitive(rows, in_, out_, ldx, ldy, bias != nullptr, accumulate);
+      if (!p.has_value()) {
+        runnable = false;
+        return;
+      }
+      primitives[distinct++] = {rows, *p};
+    });
+    if (!runnable) return false;
     const dnnl::engine& engine = CpuEngine();
-    dnnl::memory src({{n, in_}, dt::f32, dnnl::memory::dims{ldx, 1}}, engine,
-                     const_cast<float*>(x));
-    dnnl::memory dst({{n, out_}, dt::f32, dnnl::memory::dims{ldy, 1}}, engine, y);
-    std::unordered_map<int, dnnl::memory> args{
-        {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, state_->weights}, {DNNL_ARG_DST, dst}};
-    if (bias != nullptr) {
-      args.emplace(DNNL_ARG_BIAS, dnnl::memory({{1, out_}, dt::f32, tag::ab}, engine,
-                                               const_cast<float*>(bias)));
-    }
     dnnl::stream stream(engine);
-    primitive.execute(stream, args);
+    std::optional<dnnl::memory> bias_memory;
+    if (bias != nullptr) {
+      bias_memory.emplace(dnnl::memory::desc({1, out_}, dt::f32, tag::ab), engine,
+                          const_cast<float*>(bias));
+    }
+    ForEachRowChunk(n, [&](int64_t first, int64_t rows) {
+      const dnnl::matmul* primitive = nullptr;
+      for (int i = 0; i < distinct; ++i) {
+        if (primitives[i].first == rows) primitive = &primitives[i].second;
+      }
+      dnnl::memory src({{rows, in_}, dt::f32, dnnl::memory::dims{ldx, 1}}, engine,
+                       const_cast<float*>(x + first * ldx));
+      dnnl::memory dst({{rows, out_}, dt::f32, dnnl::memory::dims{ldy, 1}}, engine,
+                       y + first * ldy);
+      std::unordered_map<int, dnnl::memory> args{
+          {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, state_->weights}, {DNNL_ARG_DST, dst}};
+      if (bias_memory) args.emplace(DNNL_ARG_BIAS, *bias_memory);
+      primitive->execute(stream, args);
+    });
     stream.wait();
     return true;
   } catch (const dnnl::error&) {

@@ -6,7 +6,9 @@
 // Only compiled when oneDNN (Debian libdnnl-dev) is found: MTLA_HAVE_ONEDNN.
 //
 // Thread-safety: Apply may be called concurrently; primitives are created on
-// first use of a (rows, strides, bias, accumulate) shape and cached.
+// first use of a (row chunk, strides, bias, accumulate) shape and cached: at
+// most kMaxChunkShapes per (strides, bias, accumulate), whatever row counts
+// the calls have (packed_row_chunks.h).
 #ifndef MTLA_KERNELS_CPU_PACKED_LINEAR_H_
 #define MTLA_KERNELS_CPU_PACKED_LINEAR_H_
 
@@ -42,6 +44,7 @@ class PackedLinear {
  private:
   struct State;
   PackedLinear(int out, int in, std::unique_ptr<State> state);
+
   int out_;
   int in_;
   std::unique_ptr<State> state_;

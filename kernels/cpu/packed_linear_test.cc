@@ -48,6 +48,10 @@ TEST(PackedLinearTest, MatchesOpenBlasLinear) {
       {32, 2048, 512, 0, 0, false, true}, {17, 96, 120, 8, 5, true, true},
       {100, 192, 1000, 0, 0, false, false}, {512, 128, 64, 0, 7, false, false},
       {3, 1, 1, 0, 0, true, false},
+      // Row chunks (packed_row_chunks.h): 512 + 256 + 64 + 3, with strides,
+      // bias and accumulate; 1 x 512 + 1; 128 + 64 + 1.
+      {835, 96, 72, 3, 2, true, true}, {513, 64, 48, 0, 0, true, false},
+      {193, 40, 24, 1, 0, false, true},
   };
   for (const Shape& s : shapes) {
     SCOPED_TRACE(testing::Message() << "n " << s.n << " in " << s.in << " out " << s.out
