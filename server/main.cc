@@ -50,6 +50,12 @@ ABSL_FLAG(double, stream_idle_timeout_seconds, 30,
 ABSL_FLAG(double, stream_write_stall_seconds, 10,
           "A call whose client takes no response (or final status) for this long is cancelled "
           "(in (0, 3600])");
+// Speech sessions (engine/streaming/speech_session.h); docs/api.md.
+ABSL_FLAG(bool, early_finals, true,
+          "Decode a speech segment as soon as its speech has settled (its trailing padding passed "
+          "in silence), before the endpointer closes it, and use that decode as its final result "
+          "when the segment closes with the same speech: finals come up to the endpointer's "
+          "silence_ms sooner; speech that resumes discards the early decode");
 // Transport security (server/server_credentials.h) and connection management
 // (server/connection_options.h); docs/deployment.md.
 ABSL_FLAG(std::string, tls_cert_file, "",
@@ -107,6 +113,7 @@ int main(int argc, char** argv) {
   options.max_streams = absl::GetFlag(FLAGS_max_streams);
   options.stream_idle_timeout_seconds = absl::GetFlag(FLAGS_stream_idle_timeout_seconds);
   options.stream_write_stall_seconds = absl::GetFlag(FLAGS_stream_write_stall_seconds);
+  options.early_finals = absl::GetFlag(FLAGS_early_finals);
   options.engine_stall_seconds = absl::GetFlag(FLAGS_engine_stall_seconds);
   options.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert_file),
                  .key_file = absl::GetFlag(FLAGS_tls_key_file),

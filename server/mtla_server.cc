@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
   SpeechSessionOptions speech_defaults;
   speech_defaults.max_stream_seconds = options.max_stream_seconds;
   speech_defaults.max_chunk_bytes = options.max_audio_chunk_bytes;
+  speech_defaults.early_finals = options.early_finals;
   server->services_.push_back(
       std::make_unique<SpeechTranslationService>(server->speech_, speech_defaults, model_name,
                                                  server->calls_, server->call_reporter_));

@@ -73,6 +73,7 @@ struct ServerOptions {
   // Speech sessions.
   double max_stream_seconds = 3600;
   size_t max_audio_chunk_bytes = 1 << 20;
+  bool early_finals = true;  // SpeechSessionOptions::early_finals
   // Transport: TLS / mutual TLS (plaintext when empty), keepalive and connection age.
   ServerTlsOptions tls;
   ConnectionOptions connection;

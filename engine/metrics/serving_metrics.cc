@@ -226,6 +226,13 @@ ServingMetrics::ServingMetrics(const std::string& model_name)
   for (const char* status : {"ok", "cancelled"}) {
     interim_decodes_->Add({{"model_name", model_name_}, {"status", status}});
   }
+  early_finals_ = labelled_counter(
+      "mtla_early_finals_total",
+      "Number of speech segments decoded early, once their speech had settled, by outcome: used "
+      "as the final result, or discarded because speech resumed.");
+  for (const char* outcome : {"used", "discarded"}) {
+    early_finals_->Add({{"model_name", model_name_}, {"outcome", outcome}});
+  }
   speech_sessions_ = gauge("mtla_speech_sessions",
                            "Number of speech-translation sessions alive (open streams and "
                            "Translate calls past their config).");
@@ -337,6 +344,10 @@ void ServingMetrics::CountRequest(std::string_view status, std::string_view fini
 
 void ServingMetrics::CountSegment(std::string_view status, std::string_view finished_reason) {
   CountRequestSeries(*segments_, status, finished_reason).Increment();
+}
+
+void ServingMetrics::CountEarlyFinal(std::string_view outcome) {
+  early_finals_->Add({{"model_name", model_name_}, {"outcome", std::string(outcome)}}).Increment();
 }
 
 void ServingMetrics::CountInterimDecode(std::string_view status) {

@@ -11,6 +11,11 @@
 //   session submitted, by the engine when the segment ends or is refused.
 // - mtla_interim_decodes_total{status}: one per interim-hypothesis decode, by
 //   the engine; interim decodes stay out of every request-level histogram.
+// - mtla_early_finals_total{outcome}: one per early final a speech session
+//   started (speech_session.h), by the session when its segment closes with
+//   the same speech ("used"; it is then also a segment of
+//   mtla_segments_total, counted by the session) or speech resumes or the
+//   call ends first ("discarded").
 //
 // Thread-safety: all methods are thread-safe (prometheus-cpp metrics are).
 #ifndef MTLA_ENGINE_METRICS_SERVING_METRICS_H_
@@ -96,6 +101,7 @@ class ServingMetrics {
   void CountRequest(std::string_view status, std::string_view finished_reason);
   void CountSegment(std::string_view status, std::string_view finished_reason);
   void CountInterimDecode(std::string_view status);
+  void CountEarlyFinal(std::string_view outcome);  // "used" or "discarded"
 
   // Speech (used by the speech-translation service).
   void AddAudioSeconds(double seconds);
@@ -162,6 +168,7 @@ class ServingMetrics {
   prometheus::Family<prometheus::Counter>* requests_;
   prometheus::Family<prometheus::Counter>* segments_;
   prometheus::Family<prometheus::Counter>* interim_decodes_;
+  prometheus::Family<prometheus::Counter>* early_finals_;
   prometheus::Family<prometheus::Gauge>* cache_config_;
   prometheus::Family<prometheus::Gauge>* build_info_;
   // The info series in use: replaced whole when their labels change.

@@ -54,6 +54,7 @@ const std::map<std::string, std::string>& ExpectedFamilies() {
       {"mtla_segments_total", "counter"},
       {"mtla_requests_total", "counter"},
       {"mtla_interim_decodes_total", "counter"},
+      {"mtla_early_finals_total", "counter"},
       {"mtla_iteration_tokens", "histogram"},
       {"mtla_request_prompt_tokens", "histogram"},
       {"mtla_request_generation_tokens", "histogram"},
@@ -144,7 +145,8 @@ std::string Outcome(const std::string& name, const std::string& status,
 // The families whose series carry labels beyond model_name (checked apart).
 bool Labelled(const std::string& name) {
   return name == "mtla_requests_total" || name == "mtla_segments_total" ||
-         name == "mtla_interim_decodes_total" || name == "mtla_cache_config_info" ||
+         name == "mtla_interim_decodes_total" || name == "mtla_early_finals_total" ||
+         name == "mtla_cache_config_info" ||
          name == "mtla_build_info" || name == "mtla_calls_limited_total";
 }
 
@@ -198,6 +200,8 @@ TEST(ServingMetricsTest, FreshRegistryExposesEveryFamilyAtZero) {
   }
   EXPECT_EQ(e.Value(Series("mtla_interim_decodes_total", ",status=\"ok\"")), 0);
   EXPECT_EQ(e.Value(Series("mtla_interim_decodes_total", ",status=\"cancelled\"")), 0);
+  EXPECT_EQ(e.Value(Series("mtla_early_finals_total", ",outcome=\"used\"")), 0);
+  EXPECT_EQ(e.Value(Series("mtla_early_finals_total", ",outcome=\"discarded\"")), 0);
 }
 
 TEST(ServingMetricsTest, EveryFamilyOnceAnEngineExists) {

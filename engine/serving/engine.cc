@@ -62,6 +62,8 @@ void Engine::CountEnd(RequestKind kind, const absl::Status& status, FinishReason
     case RequestKind::kInterim:
       metrics_->CountInterimDecode(label);
       return;
+    case RequestKind::kEarlyFinal:
+      return;  // the session counts it, or drops it
   }
 }
 

@@ -48,6 +48,10 @@ enum class RequestKind {
   // An interim hypothesis: counted in mtla_interim_decodes_total only, kept
   // out of the latency and request-level histograms.
   kInterim,
+  // A speech segment's early final (speech_session.h), which may still be
+  // dropped: scheduled and observed as kSpeechSegment, but its end is
+  // counted by the session (in mtla_segments_total unless dropped).
+  kEarlyFinal,
 };
 
 struct GenerationRequest {

@@ -1,6 +1,7 @@
 #include "engine/streaming/speech_session.h"
 
 #include <chrono>
+#include <optional>
 
 #include "absl/strings/str_cat.h"
 #include "engine/audio/cmvn.h"
@@ -23,14 +24,23 @@ constexpr double kSampleRate = 16000.0;
 }  // namespace
 
 // `stream` (null until the encoder worker submitted the prefix), `tokens`,
-// `first_token_seconds`, `superseded`, the timing and the detokenizer's state
-// change only under the owning session's mu_; every other field is set before
-// the segment is published (active_) and read-only afterwards.
+// `first_token_seconds`, `superseded`, an early final's `end_seconds`,
+// `provisional`, `discarded` and `held_end`, the timing and the
+// detokenizer's state change only under the owning session's mu_; every
+// other field is set before the segment is published (active_) and
+// read-only afterwards.
 struct SpeechSession::Segment {
   int index = 0;
   double start_seconds = 0;
-  double end_seconds = 0;
+  double end_seconds = 0;  // an early final: when it started, until confirmed
   bool interim = false;
+  bool early = false;  // an early final (see the header)
+  // Early finals: not confirmed yet (its output is held back) ...
+  bool provisional = false;
+  // ... or dropped (nothing of it is queued; it ends uncounted as a segment).
+  bool discarded = false;
+  // Its terminal event, when that came while it was provisional.
+  std::optional<GenerationEvent> held_end;
   // Interim only, under the session's mu_: a delta or the final result of
   // its segment is queued, so its own result is dropped.
   bool superseded = false;
@@ -75,6 +85,7 @@ SpeechSession::SpeechSession(const SpeechFrontEnd& front_end, const SpeechSessio
 }
 
 SpeechSession::~SpeechSession() {
+  if (early_ != nullptr) DiscardEarlyFinal();  // its segment never closed
   Cancel();
   // Once Forget returns, no encoder callback into this session runs (and no
   // segment gets a stream any more) ...
@@ -87,7 +98,7 @@ SpeechSession::~SpeechSession() {
     for (const auto& s : active_) {
       if (s->stream) {
         streams.push_back(s->stream);
-      } else {
+      } else if (!s->discarded) {
         dropped.push_back(s->interim);  // still waiting for the encoder: dropped there
       }
     }
@@ -131,6 +142,7 @@ absl::Status SpeechSession::AcceptAudio(std::string_view pcm16) {
   RETURN_IF_ERROR(resampler_.Process(samples, &resampled));
   if (front_end_.metrics) front_end_.metrics->AddAudioSeconds(resampled.size() / kSampleRate);
   RETURN_IF_ERROR(AddSamples(resampled));
+  RETURN_IF_ERROR(MaybeEarlyFinal());
   return MaybeInterim();
 }
 
@@ -223,6 +235,8 @@ void SpeechSession::OnEncoded(const std::shared_ptr<Segment>& segment,
       encoded = cancelled_;  // ends as the call was cancelled
     } else if (segment->superseded) {
       encoded = absl::CancelledError("the segment's final result came first");
+    } else if (segment->discarded) {
+      encoded = absl::CancelledError("speech resumed after the early final started");
     }
   }
   if (!encoded.ok()) {
@@ -231,7 +245,9 @@ void SpeechSession::OnEncoded(const std::shared_ptr<Segment>& segment,
   }
   const SpeechModel& model = *front_end_.model;
   GenerationRequest request;
-  request.kind = segment->interim ? RequestKind::kInterim : RequestKind::kSpeechSegment;
+  request.kind = segment->interim ? RequestKind::kInterim
+                 : segment->early ? RequestKind::kEarlyFinal
+                                  : RequestKind::kSpeechSegment;
   request.prefix_rows = encoded->prefix_rows;
   request.prefix = std::move(encoded->prefix);
   request.prompt = {model.config.eos_id};
@@ -258,8 +274,8 @@ void SpeechSession::OnEncoded(const std::shared_ptr<Segment>& segment,
     segment->submitted_at = submitted_at;
     segment->encode_seconds = std::chrono::duration<double>(submitted_at - segment->closed_at).count();
     segment->stream = *stream;
-    cancelled = cancelled_;  // Cancel or SupersedeInterims may have run since the check above
-    superseded = segment->superseded;
+    cancelled = cancelled_;  // Cancel, SupersedeInterims or a discard may have run since
+    superseded = segment->superseded || segment->discarded;
   }
   if (!cancelled.ok()) {
     (*stream)->Cancel(cancelled);
@@ -281,29 +297,23 @@ void SpeechSession::CountUnsubmitted(bool interim, const absl::Status& status) c
 
 void SpeechSession::FailSegment(const std::shared_ptr<Segment>& segment,
                                 const absl::Status& status) {
-  CountUnsubmitted(segment->interim, status);
+  bool discarded;
   {
     absl::MutexLock lock(&mu_);
+    discarded = segment->discarded;
     std::erase(active_, segment);
     if (!segment->interim) {
       --pending_segments_;
-      if (error_.ok()) error_ = status;
+      if (error_.ok() && !discarded) error_ = status;
     }
   }
+  if (!discarded) CountUnsubmitted(segment->interim, status);
   Notify();
 }
 
-absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
-  std::vector<float> features;
-  features.swap(features_);
-  extractor_.Finish(&features);
-  const int64_t first_frame = first_frame_;
-  first_frame_ = 0;
-  const double start = span.begin / kSampleRate;
-  const double end = span.end / kSampleRate;
-  segment_start_sample_ = span.end;
-  last_interim_seconds_ = 0;
-  if (!span.has_speech) return absl::OkStatus();  // silence: nothing to translate
+std::vector<float> SpeechSession::SpeechSpanFeatures(std::vector<float> features,
+                                                    int64_t first_frame,
+                                                    const SegmentSpan& span) const {
   // Keep the frames that start inside the padded speech span.
   const int dim = front_end_.fbank->num_bins();
   const int64_t shift = front_end_.fbank->frame_shift();
@@ -317,8 +327,41 @@ absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
   const int64_t frames = keep_end - keep_begin;
   if (frames == 0 ||
       front_end_.model->PrefixRows(front_end_.model->config.encoder.OutputFrames(frames)) < 1) {
-    return absl::OkStatus();  // too short to encode
+    return {};  // too short to encode
   }
+  return features;
+}
+
+namespace {
+
+bool SameSpeech(const SegmentSpan& a, const SegmentSpan& b) {
+  return a.has_speech && b.has_speech && a.begin == b.begin && a.speech_begin == b.speech_begin &&
+         a.speech_end == b.speech_end;
+}
+
+}  // namespace
+
+absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
+  std::vector<float> features;
+  features.swap(features_);
+  extractor_.Finish(&features);
+  const int64_t first_frame = first_frame_;
+  first_frame_ = 0;
+  const double start = span.begin / kSampleRate;
+  const double end = span.end / kSampleRate;
+  segment_start_sample_ = span.end;
+  last_interim_seconds_ = 0;
+  if (early_ != nullptr) {
+    if (SameSpeech(span, early_span_)) {  // the same features: its decode is the final
+      ++next_segment_;
+      ConfirmEarlyFinal(end);
+      return absl::OkStatus();
+    }
+    DiscardEarlyFinal();
+  }
+  if (!span.has_speech) return absl::OkStatus();  // silence: nothing to translate
+  features = SpeechSpanFeatures(std::move(features), first_frame, span);
+  if (features.empty()) return absl::OkStatus();
   auto segment = std::make_shared<Segment>();
   segment->index = next_segment_++;
   segment->start_seconds = start;
@@ -329,8 +372,100 @@ absl::Status SpeechSession::CloseSegment(const SegmentSpan& span) {
   return Encode(segment, std::move(features));
 }
 
+absl::Status SpeechSession::MaybeEarlyFinal() {
+  if (!options_.early_finals) return absl::OkStatus();
+  const SegmentSpan span = endpointer_.Current();
+  if (early_ != nullptr) {
+    if (SameSpeech(span, early_span_)) return absl::OkStatus();
+    DiscardEarlyFinal();  // speech resumed: the span moved
+  }
+  // Settled: the trailing padding has passed (the span is not cut at the
+  // newest sample) and every frame that starts inside the span is complete.
+  if (!span.has_speech || span.speech_end >= samples_16k_) return absl::OkStatus();
+  const int dim = front_end_.fbank->num_bins();
+  const int64_t shift = front_end_.fbank->frame_shift();
+  const int64_t upto = (span.speech_end - span.begin + shift - 1) / shift;
+  if (first_frame_ + static_cast<int64_t>(features_.size()) / dim < upto) return absl::OkStatus();
+  std::vector<float> features = SpeechSpanFeatures(features_, first_frame_, span);
+  if (features.empty()) return absl::OkStatus();
+  auto segment = std::make_shared<Segment>();
+  segment->index = next_segment_;  // the segment still being received
+  segment->start_seconds = span.begin / kSampleRate;
+  segment->end_seconds = samples_16k_ / kSampleRate;
+  segment->early = true;
+  segment->provisional = true;
+  if (front_end_.tokenizer) {
+    segment->detokenizer = std::make_unique<IncrementalDetokenizer>(front_end_.tokenizer);
+  }
+  early_ = segment;
+  early_span_ = span;
+  if (!Encode(segment, std::move(features)).ok()) {
+    // Not encoded (a full encoder queue): the segment's close tries again
+    // and reports what fails then.
+    early_ = nullptr;
+  }
+  return absl::OkStatus();
+}
+
+void SpeechSession::DiscardEarlyFinal() {
+  std::shared_ptr<Segment> s = std::move(early_);
+  early_ = nullptr;
+  std::shared_ptr<RequestStream> stream;
+  bool ended = false;
+  {
+    absl::MutexLock lock(&mu_);
+    s->discarded = true;
+    stream = s->stream;
+    if (s->held_end.has_value()) {  // it ended while provisional: nothing more comes
+      s->held_end.reset();
+      --pending_segments_;
+      ended = true;
+    }
+  }
+  if (front_end_.metrics) front_end_.metrics->CountEarlyFinal("discarded");
+  if (ended) {
+    Notify();
+    absl::MutexLock lock(&mu_);
+    std::erase(active_, s);
+  } else if (stream != nullptr) {
+    stream->Cancel();  // ends (uncounted) at the engine's next step; see OnEngineOutput
+  }
+  // Else it still waits for the encoder: skipped there, or dropped in OnEncoded.
+}
+
+void SpeechSession::ConfirmEarlyFinal(double end_seconds) {
+  std::shared_ptr<Segment> s = std::move(early_);
+  early_ = nullptr;
+  bool notify = false;
+  bool ended = false;
+  {
+    absl::MutexLock lock(&mu_);
+    s->provisional = false;
+    s->end_seconds = end_seconds;
+    if (!s->tokens.empty() && options_.beam_size == 1) {
+      QueueDelta(s, s->tokens);  // everything held back so far, as one delta
+      notify = true;
+    }
+    if (s->held_end.has_value()) {
+      GenerationEvent event = std::move(*s->held_end);
+      s->held_end.reset();
+      QueueEnd(s, event);
+      notify = ended = true;
+    }
+  }
+  if (front_end_.metrics) front_end_.metrics->CountEarlyFinal("used");
+  if (notify) Notify();
+  if (ended) {
+    absl::MutexLock lock(&mu_);
+    std::erase(active_, s);
+  }
+}
+
 absl::Status SpeechSession::MaybeInterim() {
-  if (!options_.interim_results || !endpointer_.has_speech()) return absl::OkStatus();
+  // Once an early final runs, the segment's speech is settled: no interims.
+  if (!options_.interim_results || !endpointer_.has_speech() || early_ != nullptr) {
+    return absl::OkStatus();
+  }
   const double segment_seconds = (samples_16k_ - segment_start_sample_) / kSampleRate;
   if (segment_seconds < NextInterimDueSeconds(last_interim_seconds_,
                                               options_.interim_interval_seconds)) {
@@ -388,65 +523,25 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
       if (s->first_token_seconds < 0) s->first_token_seconds = Since(s->submitted_at);
       s->tokens.insert(s->tokens.end(), event.tokens.begin(), event.tokens.end());
       // Deltas stream greedy decoding only: a wider beam's tokens arrive all
-      // at once with its end, and its final result carries them.
-      if (!s->interim && options_.beam_size == 1) {
-        SegmentUpdate delta;
-        delta.segment_index = s->index;
-        delta.start_seconds = s->start_seconds;
-        delta.end_seconds = s->end_seconds;
-        delta.token_ids = event.tokens;
-        if (s->detokenizer) delta.text = s->detokenizer->Add(event.tokens);
-        SupersedeInterims(s->index);
-        updates_.push_back(std::move(delta));
+      // at once with its end, and its final result carries them. A
+      // provisional early final's wait for its confirmation.
+      if (!s->interim && !s->provisional && !s->discarded && options_.beam_size == 1) {
+        QueueDelta(s, event.tokens);
         notify = true;
       }
     }
     if (event.finished) {
+      if (s->provisional && !s->discarded) {
+        s->held_end = std::move(event);  // queued when confirmed; stays in active_
+        return;
+      }
       // `s` leaves active_ only after Notify() below: ~SpeechSession waits
       // (SetListener) for the callbacks of the segments in active_, and the
       // notified consumer may destroy the session as soon as it sees the end.
-      if (!s->interim) --pending_segments_;
-      if (!event.status.ok()) {
-        if (error_.ok() && !s->interim) error_ = event.status;
-      } else if (s->interim && s->superseded) {
-        // Its segment's final result is queued: nothing of it may follow.
+      if (s->discarded) {
+        --pending_segments_;  // dropped: nothing queued, not counted
       } else {
-        SegmentUpdate result;
-        result.segment_index = s->index;
-        result.start_seconds = s->start_seconds;
-        result.end_seconds = s->end_seconds;
-        result.token_ids = s->tokens;
-        if (front_end_.tokenizer) result.text = front_end_.tokenizer->Decode(s->tokens);
-        result.is_final = !s->interim;
-        result.is_interim = s->interim;
-        result.timing.encode_seconds = s->encode_seconds;
-        result.timing.first_token_seconds = std::max(0.0, s->first_token_seconds);
-        // Disjoint: encoding ended when the prefix was submitted, where
-        // decoding (and the time to the first token) starts.
-        result.timing.decode_seconds = Since(s->submitted_at);
-        const double duration = s->end_seconds - s->start_seconds;
-        result.timing.real_time_factor =
-            duration > 0 ? (s->encode_seconds + result.timing.decode_seconds) / duration : 0;
-        if (front_end_.metrics && !s->interim) {
-          front_end_.metrics->ObserveRealTimeFactor(result.timing.real_time_factor);
-        }
-        const int32_t eos = front_end_.model->config.eos_id;
-        if (s->interim) {
-          result.stability = InterimStability(
-              last_interim_segment_ == s->index ? last_interim_tokens_ : std::vector<int32_t>{},
-              s->tokens, eos);
-          last_interim_segment_ = s->index;
-          last_interim_tokens_ = s->tokens;
-        } else {
-          for (ScoredHypothesis& h : event.hypotheses) {
-            SegmentAlternative& a = result.alternatives.emplace_back();
-            if (front_end_.tokenizer) a.text = front_end_.tokenizer->Decode(h.tokens);
-            a.token_ids = std::move(h.tokens);
-            a.score = h.score;
-          }
-          SupersedeInterims(s->index);
-        }
-        updates_.push_back(std::move(result));
+        QueueEnd(s, event);
       }
       notify = true;
     }
@@ -457,6 +552,68 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
     absl::MutexLock lock(&mu_);
     std::erase(active_, s);
   }
+}
+
+void SpeechSession::QueueDelta(const std::shared_ptr<Segment>& s,
+                               const std::vector<int32_t>& tokens) {
+  SegmentUpdate delta;
+  delta.segment_index = s->index;
+  delta.start_seconds = s->start_seconds;
+  delta.end_seconds = s->end_seconds;
+  delta.token_ids = tokens;
+  if (s->detokenizer) delta.text = s->detokenizer->Add(tokens);
+  SupersedeInterims(s->index);
+  updates_.push_back(std::move(delta));
+}
+
+void SpeechSession::QueueEnd(const std::shared_ptr<Segment>& s, GenerationEvent& event) {
+  if (!s->interim) --pending_segments_;
+  if (s->early && front_end_.metrics) {  // the engine leaves early finals to the session
+    front_end_.metrics->CountSegment(
+        StatusLabel(static_cast<int>(event.status.code())),
+        event.status.ok() ? FinishReasonName(event.finish_reason) : "abort");
+  }
+  if (!event.status.ok()) {
+    if (error_.ok() && !s->interim) error_ = event.status;
+    return;
+  }
+  if (s->interim && s->superseded) return;  // its segment's final result is queued
+  SegmentUpdate result;
+  result.segment_index = s->index;
+  result.start_seconds = s->start_seconds;
+  result.end_seconds = s->end_seconds;
+  result.token_ids = s->tokens;
+  if (front_end_.tokenizer) result.text = front_end_.tokenizer->Decode(s->tokens);
+  result.is_final = !s->interim;
+  result.is_interim = s->interim;
+  result.timing.encode_seconds = s->encode_seconds;
+  result.timing.first_token_seconds = std::max(0.0, s->first_token_seconds);
+  // Disjoint: encoding ended when the prefix was submitted, where decoding
+  // (and the time to the first token) starts.
+  result.timing.decode_seconds = Since(s->submitted_at);
+  const double duration = s->end_seconds - s->start_seconds;
+  result.timing.real_time_factor =
+      duration > 0 ? (s->encode_seconds + result.timing.decode_seconds) / duration : 0;
+  if (front_end_.metrics && !s->interim) {
+    front_end_.metrics->ObserveRealTimeFactor(result.timing.real_time_factor);
+  }
+  const int32_t eos = front_end_.model->config.eos_id;
+  if (s->interim) {
+    result.stability = InterimStability(
+        last_interim_segment_ == s->index ? last_interim_tokens_ : std::vector<int32_t>{},
+        s->tokens, eos);
+    last_interim_segment_ = s->index;
+    last_interim_tokens_ = s->tokens;
+  } else {
+    for (ScoredHypothesis& h : event.hypotheses) {
+      SegmentAlternative& a = result.alternatives.emplace_back();
+      if (front_end_.tokenizer) a.text = front_end_.tokenizer->Decode(h.tokens);
+      a.token_ids = std::move(h.tokens);
+      a.score = h.score;
+    }
+    SupersedeInterims(s->index);
+  }
+  updates_.push_back(std::move(result));
 }
 
 void SpeechSession::SupersedeInterims(int segment_index) {

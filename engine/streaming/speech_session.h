@@ -9,6 +9,16 @@
 // features of silence before any speech are dropped as they arrive, so
 // silence costs no memory.
 //
+// Early finals: once the segment's speech span is settled (its trailing
+// padding has passed in silence and the fbank frames inside it are complete)
+// the segment is encoded and decoded at once, before the endpointer closes
+// it, with its output held back. When the segment closes with that same
+// span, the held output is released and the decode goes on as the final
+// (the features, hence the tokens, are exactly those the close would have
+// encoded); when speech resumes first, the early final is dropped and the
+// engine stops it. So the final result comes up to the endpointer's
+// silence_ms sooner, and a dropped one costs only work.
+//
 // Threads: AcceptAudio/FinishAudio/Cancel come from the RPC's reader (one at a
 // time); a closed segment's features go to the server's encoder worker
 // (speech_encoder_worker.h), whose thread submits the prefix to the engine;
@@ -59,6 +69,8 @@ struct SpeechSessionOptions {
   int beam_size = 1;
   int max_tokens = 200;
   bool interim_results = false;
+  // Early finals (above); false: a segment is encoded only when it closes.
+  bool early_finals = true;
   // The first interim's length and the least gap between two; their spacing
   // and the spare-capacity rule are in interim_schedule.h.
   double interim_interval_seconds = 1.0;
@@ -149,6 +161,19 @@ class SpeechSession {
   // features of its speech span, or nothing when it holds no speech.
   absl::Status CloseSegment(const SegmentSpan& span);
   absl::Status MaybeInterim();
+  // Starts the current segment's early final when its speech span has
+  // settled, or drops the one in flight when the span moved (speech resumed).
+  absl::Status MaybeEarlyFinal();
+  // Drops early_: its output is never queued and the engine stops it.
+  void DiscardEarlyFinal() ABSL_LOCKS_EXCLUDED(mu_);
+  // The current segment closed with early_span_: early_ becomes its final,
+  // ending at `end_seconds`; what it already produced is queued.
+  void ConfirmEarlyFinal(double end_seconds) ABSL_LOCKS_EXCLUDED(mu_);
+  // The frames of `frames` (the segment's, from frame `first_frame` on) that
+  // start inside the padded speech span of `span`; empty when too few to
+  // encode.
+  std::vector<float> SpeechSpanFeatures(std::vector<float> frames, int64_t first_frame,
+                                        const SegmentSpan& span) const;
   // The index (in the current segment) of the first fbank frame that starts
   // at or after `sample`.
   int64_t FirstFrameFrom(int64_t sample) const;
@@ -178,6 +203,13 @@ class SpeechSession {
   // (and cancels) its interim hypotheses still decoding, so that no interim
   // follows them.
   void SupersedeInterims(int segment_index) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues a text delta of `s` carrying `tokens`.
+  void QueueDelta(const std::shared_ptr<Segment>& s, const std::vector<int32_t>& tokens)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  // Queues what a finished segment leaves for the client (its final or
+  // interim result, or its error) and counts it; `s` is not provisional.
+  void QueueEnd(const std::shared_ptr<Segment>& s, GenerationEvent& event)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
   // Never with mu_ held: the callback re-enters TakeUpdates/done/error.
   void Notify() ABSL_LOCKS_EXCLUDED(mu_);
 
@@ -198,6 +230,10 @@ class SpeechSession {
   int next_segment_ = 0;
   double last_interim_seconds_ = 0;
   bool finished_audio_ = false;
+  // The current segment's early final, if one is in flight, and the span it
+  // encoded.
+  std::shared_ptr<Segment> early_;
+  SegmentSpan early_span_;
 
   mutable absl::Mutex mu_;
   std::vector<std::shared_ptr<Segment>> active_ ABSL_GUARDED_BY(mu_);

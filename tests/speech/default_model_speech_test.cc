@@ -44,13 +44,16 @@
 #include "server/mtla_server.h"
 #include "tests/common/child_server.h"
 #include "tests/common/grpc_wait.h"
+#include "tests/common/metrics_scrape.h"
 
 namespace mtla {
 namespace {
 
 using ::testing::HasSubstr;
 using test_support::ChildServer;
+using test_support::HttpGet;
 using test_support::In;
+using test_support::MetricValue;
 using test_support::WaitFor;
 using Request = v1::StreamingTranslateRequest;
 using Response = v1::StreamingTranslateResponse;
@@ -187,7 +190,7 @@ class DefaultModelSpeechTest : public testing::Test {
     ServerOptions options;
     options.model_dir = kModelDir;
     options.listen_address = "127.0.0.1:0";
-    options.metrics_address = "";
+    options.metrics_address = "127.0.0.1:0";
     options.device = "cpu";
     options.kv_cache_bytes = 64u << 20;
     options.drain_grace_seconds = 5;
@@ -232,6 +235,13 @@ class DefaultModelSpeechTest : public testing::Test {
     grpc::Status status = stub_->Translate(&context, request, &response);
     EXPECT_TRUE(status.ok()) << Describe(status);
     return response;
+  }
+
+  // The sum of `name`'s series whose labels contain `filter`, scraped now.
+  double Metric(const std::string& name, const std::string& filter = "") const {
+    std::string text;
+    EXPECT_EQ(HttpGet(server_->metrics_port(), "/metrics", &text), 200);
+    return MetricValue(text, name, filter).value_or(0);
   }
 
   static MtlaServer* server_;
@@ -288,6 +298,76 @@ TEST_F(DefaultModelSpeechTest, SilenceAroundSpeechChangesNothing) {
               static_cast<double>(sample.size()) / kRate);
     ASSERT_EQ(TranslateUnary(c.audio).results_size(), 1);
   }
+}
+
+// Early finals (engine/streaming/speech_session.h): 150 ms of silence after
+// the speech settles the segment's span, so it is encoded and decoded before
+// the endpointer's 600 ms close it, and that decode becomes the final result.
+// The deltas carry exactly the final's tokens, and the segment is counted
+// once.
+TEST_F(DefaultModelSpeechTest, EarlyFinalBecomesTheFinalResult) {
+  const double used = Metric("mtla_early_finals_total", "outcome=\"used\"");
+  const double discarded = Metric("mtla_early_finals_total", "outcome=\"discarded\"");
+  const double segments = Metric("mtla_segments_total");
+  // Real-time pace over the pause, so that the early final runs before the
+  // close rather than only being started.
+  StreamOptions paced;
+  paced.pace_ms = 20;
+  Outcome r = Stream(stub_.get(), Requests(Config(), Concat({Sample(), Zeros(1)})), paced);
+  ASSERT_TRUE(r.status.ok()) << Describe(r.status);
+  ASSERT_EQ(r.finals.size(), 1u);
+  EXPECT_EQ(r.finals[0].text(), SampleGerman());
+  std::vector<int32_t> delta_tokens;
+  for (const Response& response : r.responses) {
+    if (!response.has_result() || response.result().kind() != v1::RESULT_KIND_DELTA) continue;
+    EXPECT_EQ(response.result().segment_index(), 0);
+    delta_tokens.insert(delta_tokens.end(), response.result().token_ids().begin(),
+                        response.result().token_ids().end());
+  }
+  EXPECT_EQ(delta_tokens, std::vector<int32_t>(r.finals[0].token_ids().begin(),
+                                               r.finals[0].token_ids().end()));
+  // The session counts (the call has returned its final status by now).
+  EXPECT_TRUE(WaitFor([&] { return Metric("mtla_segments_total") == segments + 1; }, 5.0, 10));
+  EXPECT_EQ(Metric("mtla_early_finals_total", "outcome=\"used\""), used + 1);
+  EXPECT_EQ(Metric("mtla_early_finals_total", "outcome=\"discarded\""), discarded);
+}
+
+// Speech that resumes after a pause shorter than the endpointer's silence_ms
+// discards the early final of the first phrase: nothing of it reaches the
+// client, the segment (both phrases) translates as the unary call does, and
+// the discarded decode is counted as such, not as a segment.
+TEST_F(DefaultModelSpeechTest, SpeechResumingDiscardsTheEarlyFinal) {
+  const std::vector<float> sample = Sample();
+  // sample.wav ends in 270 ms of silence: with 150 ms more the pause (420 ms)
+  // settles the first phrase but does not end the segment.
+  const std::vector<float> audio = Concat({sample, Zeros(0.15), sample, Zeros(1)});
+  const double used = Metric("mtla_early_finals_total", "outcome=\"used\"");
+  const double discarded = Metric("mtla_early_finals_total", "outcome=\"discarded\"");
+  const double segments = Metric("mtla_segments_total");
+  StreamOptions paced;
+  paced.pace_ms = 20;
+  Outcome r = Stream(stub_.get(), Requests(Config(), audio), paced);
+  ASSERT_TRUE(r.status.ok()) << Describe(r.status);
+  ASSERT_EQ(r.finals.size(), 1u) << "a 420 ms pause does not end the segment";
+  const v1::TranslateResponse unary = TranslateUnary(audio);
+  ASSERT_EQ(unary.results_size(), 1);
+  EXPECT_EQ(r.finals[0].text(), unary.results(0).text());
+  std::vector<int32_t> delta_tokens;
+  for (const Response& response : r.responses) {
+    if (!response.has_result() || response.result().kind() != v1::RESULT_KIND_DELTA) continue;
+    EXPECT_EQ(response.result().segment_index(), 0);
+    delta_tokens.insert(delta_tokens.end(), response.result().token_ids().begin(),
+                        response.result().token_ids().end());
+  }
+  EXPECT_EQ(delta_tokens, std::vector<int32_t>(r.finals[0].token_ids().begin(),
+                                               r.finals[0].token_ids().end()));
+  // Two early finals: the first phrase's (discarded) and the whole
+  // segment's (used). The unary call has none: its audio comes in one piece,
+  // in which the endpointer closes the segment. Two segments: this call's and
+  // the unary call's.
+  EXPECT_TRUE(WaitFor([&] { return Metric("mtla_segments_total") == segments + 2; }, 5.0, 10));
+  EXPECT_EQ(Metric("mtla_early_finals_total", "outcome=\"discarded\""), discarded + 1);
+  EXPECT_EQ(Metric("mtla_early_finals_total", "outcome=\"used\""), used + 1);
 }
 
 TEST_F(DefaultModelSpeechTest, EndpointingFieldsTuneWhatCountsAsSpeech) {
