@@ -56,6 +56,11 @@ ABSL_FLAG(bool, early_finals, true,
           "in silence), before the endpointer closes it, and use that decode as its final result "
           "when the segment closes with the same speech: finals come up to the endpointer's "
           "silence_ms sooner; speech that resumes discards the early decode");
+ABSL_FLAG(double, encoder_ms_per_step, 60,
+          "CPU decoder: while speech segments wait for the encoder, the engine encodes for up to "
+          "this many milliseconds (one encoder stage at least) between two decode steps; larger "
+          "ends bursts of segments sooner, smaller keeps decoding steadier during them (0: one "
+          "stage per step)");
 // Transport security (server/server_credentials.h) and connection management
 // (server/connection_options.h); docs/deployment.md.
 ABSL_FLAG(std::string, tls_cert_file, "",
@@ -114,6 +119,7 @@ int main(int argc, char** argv) {
   options.stream_idle_timeout_seconds = absl::GetFlag(FLAGS_stream_idle_timeout_seconds);
   options.stream_write_stall_seconds = absl::GetFlag(FLAGS_stream_write_stall_seconds);
   options.early_finals = absl::GetFlag(FLAGS_early_finals);
+  options.encoder_ms_per_step = absl::GetFlag(FLAGS_encoder_ms_per_step);
   options.engine_stall_seconds = absl::GetFlag(FLAGS_engine_stall_seconds);
   options.tls = {.cert_file = absl::GetFlag(FLAGS_tls_cert_file),
                  .key_file = absl::GetFlag(FLAGS_tls_key_file),

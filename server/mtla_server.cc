@@ -51,6 +51,10 @@ absl::StatusOr<std::unique_ptr<MtlaServer>> MtlaServer::Start(const ServerOption
           absl::StrCat(flag, " must be in (0, 3600] seconds, got ", seconds));
     }
   }
+  if (!(options.encoder_ms_per_step >= 0 && options.encoder_ms_per_step <= 1000)) {
+    return absl::InvalidArgumentError(absl::StrCat(
+        "--encoder_ms_per_step must be in [0, 1000] milliseconds, got ", options.encoder_ms_per_step));
+  }
   if (options.max_pending_responses < 1 || options.max_pending_response_bytes < 1) {
     return absl::InvalidArgumentError("max_pending_responses and _bytes must be >= 1");
   }
@@ -151,6 +155,7 @@ absl::Status MtlaServer::LoadModel() {
   engine_options.scheduler.max_waiting = options_.max_queued;
   engine_options.max_new_tokens_limit = options_.max_new_tokens_limit;
   engine_options.stall_timeout_seconds = options_.engine_stall_seconds;
+  engine_options.side_work_ms_per_step = options_.encoder_ms_per_step;
   // On the CPU the speech encoder runs as the engine's side work, in its one
   // OpenMP team, alternating with decode steps; a GPU step leaves the cores
   // to the encoder worker's own thread.

@@ -27,6 +27,8 @@ SchedulerConfig SchedulerConfigForEngine(SchedulerConfig config) {
 Engine::Engine(std::unique_ptr<ModelRunner> runner, const EngineOptions& options,
                std::shared_ptr<ServingMetrics> metrics)
     : options_(options),
+      side_work_budget_(std::chrono::duration_cast<Clock::duration>(
+          std::chrono::duration<double, std::milli>(std::max(0.0, options.side_work_ms_per_step)))),
       spec_(runner->backend().spec()),
       geometry_(runner->backend().cache_geometry()),
       blocks_total_(runner->backend().num_cache_blocks()),
@@ -554,7 +556,10 @@ void Engine::Loop() {
     }
     DropCancelled();
     const bool stepped = !requests_.empty() && RunStep();
+    const Clock::time_point side_start = Clock::now();
     const bool side_work = RunSideWorkSlice();
+    while (side_work && Clock::now() - side_start < side_work_budget_ && RunSideWorkSlice()) {
+    }
     idle = !stepped && !side_work;
     CheckBackendHealth();
     PublishGauges();

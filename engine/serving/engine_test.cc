@@ -87,7 +87,8 @@ class EngineTest : public testing::Test {
   }
 
   // Builds engine_ over a cache of `num_blocks` blocks of kBlockSlots slots.
-  void MakeEngine(int num_blocks, SchedulerConfig scheduler = {}, int max_new_tokens_limit = 4096) {
+  void MakeEngine(int num_blocks, SchedulerConfig scheduler = {}, int max_new_tokens_limit = 4096,
+                  double side_work_ms_per_step = 0) {
     CacheOptions cache;
     cache.block_slots = kBlockSlots;
     cache.num_blocks = num_blocks;
@@ -97,6 +98,7 @@ class EngineTest : public testing::Test {
     EngineOptions options;
     options.scheduler = scheduler;
     options.max_new_tokens_limit = max_new_tokens_limit;
+    options.side_work_ms_per_step = side_work_ms_per_step;
     engine_ = std::make_shared<Engine>(std::make_unique<ModelRunner>(std::move(model->backend)),
                                        options, /*metrics=*/nullptr);
     ASSERT_EQ(engine_->cache_blocks_total(), num_blocks);
@@ -166,8 +168,9 @@ TEST_F(EngineTest, GreedyTokensMatchReference) {
   EXPECT_EQ(out.tokens, generated_);
 }
 
-// Side work (the speech encoder's stages) runs on the engine thread, one
-// slice per loop iteration, alternating with the steps of a running request.
+// Side work (the speech encoder's stages) runs on the engine thread,
+// alternating with the steps of a running request: with no time budget
+// (side_work_ms_per_step 0), one slice per step.
 TEST_F(EngineTest, SideWorkRunsOnTheEngineThreadBetweenSteps) {
   MakeEngine(/*num_blocks=*/256);
   std::shared_ptr<RequestStream> stream = MustSubmit(Long(300));
@@ -198,6 +201,45 @@ TEST_F(EngineTest, SideWorkRunsOnTheEngineThreadBetweenSteps) {
   Outcome out = Drain(*stream);
   ASSERT_TRUE(out.status.ok()) << out.status;
   EXPECT_EQ(out.generated_tokens, 300);
+}
+
+// With a budget of 30 ms, slices of 4 ms run back to back between two steps
+// until the budget has passed (so a step waits at most 30 ms plus one
+// slice), and steps still run while side work is left.
+TEST_F(EngineTest, SideWorkRunsUpToItsBudgetBetweenSteps) {
+  MakeEngine(/*num_blocks=*/256, {}, 4096, /*side_work_ms_per_step=*/30);
+  std::shared_ptr<RequestStream> stream = MustSubmit(Long(300));
+  ASSERT_NE(stream, nullptr);
+  ASSERT_TRUE(WaitFor([&] { return engine_->stats().steps > 2; }, 10.0));
+  absl::Mutex mu;
+  std::vector<int64_t> steps_seen;
+  bool done = false;
+  ASSERT_TRUE(engine_->PostSideWork([&](bool stop) {
+    EXPECT_FALSE(stop);
+    std::this_thread::sleep_for(std::chrono::milliseconds(4));
+    absl::MutexLock lock(&mu);
+    steps_seen.push_back(engine_->stats().steps);
+    if (steps_seen.size() < 60) return true;
+    done = true;
+    return false;
+  }));
+  absl::MutexLock lock(&mu);
+  ASSERT_TRUE(mu.AwaitWithTimeout(absl::Condition(&done), absl::Seconds(30)));
+  // Runs of slices without a step between them: more than one slice, and
+  // never more than the budget allows (30 ms / 4 ms, + 1 started in time).
+  int longest = 0, run = 1, runs = 1;
+  for (size_t i = 1; i < steps_seen.size(); ++i) {
+    if (steps_seen[i] == steps_seen[i - 1]) {
+      ++run;
+    } else {
+      ++runs;
+      run = 1;
+    }
+    longest = std::max(longest, run);
+  }
+  EXPECT_GE(longest, 2) << "the budget let no slices run back to back";
+  EXPECT_LE(longest, 9) << "slices ran past the budget";
+  EXPECT_GE(runs, 60 / 9) << "steps stopped while side work was left";
 }
 
 // At Stop, side work still posted is called once with stop = true, and no

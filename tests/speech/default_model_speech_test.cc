@@ -370,6 +370,21 @@ TEST_F(DefaultModelSpeechTest, SpeechResumingDiscardsTheEarlyFinal) {
   EXPECT_EQ(Metric("mtla_early_finals_total", "outcome=\"used\""), used + 1);
 }
 
+// The encoder's share of the engine thread is checked at start-up.
+TEST(SpeechServerOptionsTest, EncoderMsPerStepOutOfRangeIsRefused) {
+  for (double ms : {-1.0, 1000.5}) {
+    ServerOptions options;
+    options.model_dir = kModelDir;
+    options.listen_address = "127.0.0.1:0";
+    options.metrics_address = "";
+    options.encoder_ms_per_step = ms;
+    auto server = MtlaServer::Start(options);
+    ASSERT_FALSE(server.ok()) << ms;
+    EXPECT_EQ(server.status().code(), absl::StatusCode::kInvalidArgument);
+    EXPECT_THAT(std::string(server.status().message()), HasSubstr("--encoder_ms_per_step"));
+  }
+}
+
 TEST_F(DefaultModelSpeechTest, EndpointingFieldsTuneWhatCountsAsSpeech) {
   {
     SCOPED_TRACE("a threshold below the noise: the noise is speech");
