@@ -56,7 +56,7 @@ ABSL_FLAG(bool, early_finals, true,
           "in silence), before the endpointer closes it, and use that decode as its final result "
           "when the segment closes with the same speech: finals come up to the endpointer's "
           "silence_ms sooner; speech that resumes discards the early decode");
-ABSL_FLAG(double, encoder_ms_per_step, 60,
+ABSL_FLAG(double, encoder_ms_per_step, 100,
           "CPU decoder: while speech segments wait for the encoder, the engine encodes for up to "
           "this many milliseconds (one encoder stage at least) between two decode steps; larger "
           "ends bursts of segments sooner, smaller keeps decoding steadier during them (0: one "

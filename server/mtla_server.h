@@ -74,7 +74,7 @@ struct ServerOptions {
   double max_stream_seconds = 3600;
   size_t max_audio_chunk_bytes = 1 << 20;
   bool early_finals = true;  // SpeechSessionOptions::early_finals
-  double encoder_ms_per_step = 60;  // EngineOptions::side_work_ms_per_step
+  double encoder_ms_per_step = 100;  // EngineOptions::side_work_ms_per_step
   // Transport: TLS / mutual TLS (plaintext when empty), keepalive and connection age.
   ServerTlsOptions tls;
   ConnectionOptions connection;

@@ -39,10 +39,11 @@ struct EngineOptions {
   // at least one slice, then more while this many milliseconds have not
   // passed since the first began; a step so waits at most this long plus
   // one slice. 0: one slice per step. Measured on the 2-core EPYC with 32
-  // real-time speech streams ending together (docs/benchmarks.md): 60 ms
-  // ends the burst's last final result 0.4-0.5 s sooner than 0, as decode
-  // steps at small batch no longer hold up the encoding of later segments.
-  double side_work_ms_per_step = 60;
+  // real-time speech streams ending together (docs/benchmarks.md): 100 ms
+  // ends the burst's last final result about 0.4 s sooner than 0 (decode
+  // steps at small batch no longer hold up the encoding of later segments),
+  // and more steadily than 60.
+  double side_work_ms_per_step = 100;
 };
 
 // Who counts a request's end, and which metrics it enters.
