@@ -49,6 +49,7 @@ struct SpeechSession::Segment {
   std::unique_ptr<IncrementalDetokenizer> detokenizer;
   Clock::time_point closed_at;     // its features went to the encoder worker
   Clock::time_point submitted_at;  // the prefix reached the engine (encoding done)
+  Clock::time_point finished_at;   // its terminal event arrived
   double encode_seconds = 0;
   double first_token_seconds = -1;
 };
@@ -531,6 +532,7 @@ void SpeechSession::OnEngineOutput(const std::shared_ptr<Segment>& s) {
       }
     }
     if (event.finished) {
+      s->finished_at = Clock::now();
       if (s->provisional && !s->discarded) {
         s->held_end = std::move(event);  // queued when confirmed; stays in active_
         return;
@@ -589,8 +591,10 @@ void SpeechSession::QueueEnd(const std::shared_ptr<Segment>& s, GenerationEvent&
   result.timing.encode_seconds = s->encode_seconds;
   result.timing.first_token_seconds = std::max(0.0, s->first_token_seconds);
   // Disjoint: encoding ended when the prefix was submitted, where decoding
-  // (and the time to the first token) starts.
-  result.timing.decode_seconds = Since(s->submitted_at);
+  // (and the time to the first token) starts. It ended with its terminal
+  // event, not when a held early final was confirmed.
+  result.timing.decode_seconds =
+      std::chrono::duration<double>(s->finished_at - s->submitted_at).count();
   const double duration = s->end_seconds - s->start_seconds;
   result.timing.real_time_factor =
       duration > 0 ? (s->encode_seconds + result.timing.decode_seconds) / duration : 0;

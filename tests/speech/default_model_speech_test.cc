@@ -300,6 +300,21 @@ TEST_F(DefaultModelSpeechTest, SilenceAroundSpeechChangesNothing) {
   }
 }
 
+// A stream with one segment: its text deltas, all of segment 0, carry
+// exactly the final result's tokens, in order.
+void ExpectDeltasMakeTheOnlyFinal(const Outcome& r) {
+  ASSERT_EQ(r.finals.size(), 1u);
+  std::vector<int32_t> delta_tokens;
+  for (const Response& response : r.responses) {
+    if (!response.has_result() || response.result().kind() != v1::RESULT_KIND_DELTA) continue;
+    EXPECT_EQ(response.result().segment_index(), 0);
+    delta_tokens.insert(delta_tokens.end(), response.result().token_ids().begin(),
+                        response.result().token_ids().end());
+  }
+  EXPECT_EQ(delta_tokens, std::vector<int32_t>(r.finals[0].token_ids().begin(),
+                                               r.finals[0].token_ids().end()));
+}
+
 // Early finals (engine/streaming/speech_session.h): 150 ms of silence after
 // the speech settles the segment's span, so it is encoded and decoded before
 // the endpointer's 600 ms close it, and that decode becomes the final result.
@@ -317,15 +332,7 @@ TEST_F(DefaultModelSpeechTest, EarlyFinalBecomesTheFinalResult) {
   ASSERT_TRUE(r.status.ok()) << Describe(r.status);
   ASSERT_EQ(r.finals.size(), 1u);
   EXPECT_EQ(r.finals[0].text(), SampleGerman());
-  std::vector<int32_t> delta_tokens;
-  for (const Response& response : r.responses) {
-    if (!response.has_result() || response.result().kind() != v1::RESULT_KIND_DELTA) continue;
-    EXPECT_EQ(response.result().segment_index(), 0);
-    delta_tokens.insert(delta_tokens.end(), response.result().token_ids().begin(),
-                        response.result().token_ids().end());
-  }
-  EXPECT_EQ(delta_tokens, std::vector<int32_t>(r.finals[0].token_ids().begin(),
-                                               r.finals[0].token_ids().end()));
+  ExpectDeltasMakeTheOnlyFinal(r);
   // The session counts (the call has returned its final status by now).
   EXPECT_TRUE(WaitFor([&] { return Metric("mtla_segments_total") == segments + 1; }, 5.0, 10));
   EXPECT_EQ(Metric("mtla_early_finals_total", "outcome=\"used\""), used + 1);
@@ -352,15 +359,7 @@ TEST_F(DefaultModelSpeechTest, SpeechResumingDiscardsTheEarlyFinal) {
   const v1::TranslateResponse unary = TranslateUnary(audio);
   ASSERT_EQ(unary.results_size(), 1);
   EXPECT_EQ(r.finals[0].text(), unary.results(0).text());
-  std::vector<int32_t> delta_tokens;
-  for (const Response& response : r.responses) {
-    if (!response.has_result() || response.result().kind() != v1::RESULT_KIND_DELTA) continue;
-    EXPECT_EQ(response.result().segment_index(), 0);
-    delta_tokens.insert(delta_tokens.end(), response.result().token_ids().begin(),
-                        response.result().token_ids().end());
-  }
-  EXPECT_EQ(delta_tokens, std::vector<int32_t>(r.finals[0].token_ids().begin(),
-                                               r.finals[0].token_ids().end()));
+  ExpectDeltasMakeTheOnlyFinal(r);
   // Two early finals: the first phrase's (discarded) and the whole
   // segment's (used). The unary call has none: its audio comes in one piece,
   // in which the endpointer closes the segment. Two segments: this call's and
