@@ -40,7 +40,7 @@ struct EngineOptions {
   // passed since the first began; a step so waits at most this long plus
   // one slice. 0: one slice per step. Measured on the 2-core EPYC with 32
   // real-time speech streams ending together (docs/benchmarks.md): 100 ms
-  // ends the burst's last final result about 0.4 s sooner than 0 (decode
+  // ends the burst's last final result about 0.3 s sooner than 0 (decode
   // steps at small batch no longer hold up the encoding of later segments),
   // and more steadily than 60.
   double side_work_ms_per_step = 100;
