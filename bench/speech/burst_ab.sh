@@ -6,9 +6,12 @@
 # line: the server flags, the 1-minute load average at the start, final
 # result after the audio end p50 / p99, and from the server's metrics the
 # encoder's wall time per segment and the mean step time (warm-up included).
+# TEXT=1: a text load (2 concurrent Generate calls, 32-token prompts, 64
+# tokens) runs beside the measured speech run, and its inter-token gaps
+# (p50 / p99 / max) are printed too.
 #
 #   bash bench/speech/burst_ab.sh MODEL_DIR [SERVER FLAGS...]
-#   C=32 SECONDS=25 WARM=20 SERVER=build/bin/mtla-server (environment)
+#   C=32 RUN_SECONDS=25 WARM=20 SERVER=build/bin/mtla-server (environment)
 #
 # A/B: alternate settings or binaries within minutes, e.g.
 #   for f in --early_finals=false --early_finals=true; do
@@ -38,10 +41,18 @@ bench() {  # $1: seconds, rest: extra flags
       --concurrency "${C:-32}" --progress_interval_seconds 0 "$@"
 }
 [ "${WARM:-20}" != 0 ] && bench "${WARM:-20}" >/dev/null 2>&1
-bench "${SECONDS:-25}" --warmup_requests 1 --json "$out/run.json" >/dev/null 2>&1 || true
+bench "${RUN_SECONDS:-25}" --warmup_requests 1 --json "$out/run.json" >/dev/null 2>&1 &
+speech=$!
+if [ -n "${TEXT:-}" ]; then
+  sleep 2
+  build/bin/mtla-bench --address 127.0.0.1:$port --scenario text --prompt_len 32 --output_len 64 \
+      --concurrency 2 --duration_seconds $(( ${RUN_SECONDS:-25} - 5 )) --num_requests 0 \
+      --progress_interval_seconds 0 --json "$out/text.json" >/dev/null 2>&1 || true
+fi
+wait $speech || true
 curl -s "127.0.0.1:$metrics_port/metrics" >"$out/metrics.txt"
-/usr/bin/python3 - "$out/run.json" "$out/metrics.txt" "$load" "$*" <<'PY'
-import json, sys
+/usr/bin/python3 - "$out/run.json" "$out/metrics.txt" "$load" "$*" "$out/text.json" <<'PY'
+import json, os, sys
 m = json.load(open(sys.argv[1]))["metrics"]["final_after_audio_ms"]
 v = {}
 for line in open(sys.argv[2]):
@@ -50,6 +61,10 @@ for line in open(sys.argv[2]):
         v[name] = v.get(name, 0) + float(line.rsplit(" ", 1)[1])
 enc = 1000 * v["mtla_encoder_batch_duration_seconds_sum"] / max(1, v["mtla_encoder_batch_size_sum"])
 step = 1000 * v["mtla_step_duration_seconds_sum"] / max(1, v["mtla_step_duration_seconds_count"])
-print("flags [%s] load %s: final p50 / p99 %.0f / %.0f ms; encoder %.1f ms per segment; step %.2f ms"
-      % (sys.argv[4], sys.argv[3], m["p50"], m["p99"], enc, step))
+line = ("flags [%s] load %s: final p50 / p99 %.0f / %.0f ms; encoder %.1f ms per segment; step %.2f ms"
+        % (sys.argv[4], sys.argv[3], m["p50"], m["p99"], enc, step))
+if os.path.exists(sys.argv[5]):
+    itl = json.load(open(sys.argv[5]))["metrics"]["itl_ms"]
+    line += "; text ITL p50 / p99 / max %.1f / %.1f / %.1f ms" % (itl["p50"], itl["p99"], itl["max"])
+print(line)
 PY
