@@ -95,33 +95,18 @@ bool PackedBatchedMatmul::Apply(const float* x, int64_t rows, BatchedStrides xs,
                                 BatchedStrides ys) const {
   if (rows <= 0) return true;
   try {
-    // Every chunk's primitive before any runs (nothing written unless all
-    // have an optimized kernel); at most five distinct chunk sizes a call.
-    std::pair<int64_t, dnnl::matmul> primitives[5];
-    int distinct = 0;
-    bool runnable = true;
-    ForEachRowChunk(rows, [&](int64_t, int64_t chunk) {
-      for (int i = 0; i < distinct; ++i) {
-        if (primitives[i].first == chunk) return;
-      }
-      std::optional<dnnl::matmul> p = state_->Primitive(batch_, chunk, k_, n_, xs, ys);
-      if (!p.has_value()) {
-        runnable = false;
-        return;
-      }
-      primitives[distinct++] = {chunk, *p};
-    });
-    if (!runnable) return false;
+    RowChunkPrimitives<dnnl::matmul> primitives;
+    if (!primitives.Gather(rows, [&](int64_t chunk) {
+          return state_->Primitive(batch_, chunk, k_, n_, xs, ys);
+        })) {
+      return false;
+    }
     dnnl::stream stream(Engine());
     ForEachRowChunk(rows, [&](int64_t first, int64_t chunk) {
-      const dnnl::matmul* primitive = nullptr;
-      for (int i = 0; i < distinct; ++i) {
-        if (primitives[i].first == chunk) primitive = &primitives[i].second;
-      }
       dnnl::memory src_mem(Operand(batch_, chunk, k_, xs), Engine(),
                            const_cast<float*>(x + first * xs.row));
       dnnl::memory dst_mem(Operand(batch_, chunk, n_, ys), Engine(), y + first * ys.row);
-      primitive->execute(stream, {{DNNL_ARG_SRC, src_mem},
+      primitives.For(chunk).execute(stream, {{DNNL_ARG_SRC, src_mem},
                                   {DNNL_ARG_WEIGHTS, state_->weights},
                                   {DNNL_ARG_DST, dst_mem}});
     });

@@ -112,24 +112,12 @@ bool PackedLinear::Apply(const float* x, int64_t n, const float* bias, float* y,
   if (ldx == 0) ldx = in_;
   if (ldy == 0) ldy = out_;
   try {
-    // Every chunk's primitive before any runs: nothing is written unless all
-    // have an optimized kernel. At most five distinct chunk sizes per call.
-    std::pair<int64_t, dnnl::matmul> primitives[5];
-    int distinct = 0;
-    bool runnable = true;
-    ForEachRowChunk(n, [&](int64_t, int64_t rows) {
-      for (int i = 0; i < distinct; ++i) {
-        if (primitives[i].first == rows) return;
-      }
-      std::optional<dnnl::matmul> p =
-          state_->Primitive(rows, in_, out_, ldx, ldy, bias != nullptr, accumulate);
-      if (!p.has_value()) {
-        runnable = false;
-        return;
-      }
-      primitives[distinct++] = {rows, *p};
-    });
-    if (!runnable) return false;
+    RowChunkPrimitives<dnnl::matmul> primitives;
+    if (!primitives.Gather(n, [&](int64_t rows) {
+          return state_->Primitive(rows, in_, out_, ldx, ldy, bias != nullptr, accumulate);
+        })) {
+      return false;
+    }
     const dnnl::engine& engine = CpuEngine();
     dnnl::stream stream(engine);
     std::optional<dnnl::memory> bias_memory;
@@ -138,10 +126,6 @@ bool PackedLinear::Apply(const float* x, int64_t n, const float* bias, float* y,
                           const_cast<float*>(bias));
     }
     ForEachRowChunk(n, [&](int64_t first, int64_t rows) {
-      const dnnl::matmul* primitive = nullptr;
-      for (int i = 0; i < distinct; ++i) {
-        if (primitives[i].first == rows) primitive = &primitives[i].second;
-      }
       dnnl::memory src({{rows, in_}, dt::f32, dnnl::memory::dims{ldx, 1}}, engine,
                        const_cast<float*>(x + first * ldx));
       dnnl::memory dst({{rows, out_}, dt::f32, dnnl::memory::dims{ldy, 1}}, engine,
@@ -149,7 +133,7 @@ bool PackedLinear::Apply(const float* x, int64_t n, const float* bias, float* y,
       std::unordered_map<int, dnnl::memory> args{
           {DNNL_ARG_SRC, src}, {DNNL_ARG_WEIGHTS, state_->weights}, {DNNL_ARG_DST, dst}};
       if (bias_memory) args.emplace(DNNL_ARG_BIAS, *bias_memory);
-      primitive->execute(stream, args);
+      primitives.For(rows).execute(stream, args);
     });
     stream.wait();
     return true;

@@ -14,6 +14,8 @@
 #define MTLA_KERNELS_CPU_PACKED_ROW_CHUNKS_H_
 
 #include <cstdint>
+#include <optional>
+#include <utility>
 
 namespace mtla::cpu {
 
@@ -39,6 +41,42 @@ void ForEachRowChunk(int64_t n, Chunk&& chunk) {
   }
   if (n > at) chunk(at, n - at);
 }
+
+// The primitives of one call's chunks, one per distinct chunk size (at most
+// five), gathered before any runs so that a call writes nothing unless every
+// chunk has one.
+template <typename Primitive>
+class RowChunkPrimitives {
+ public:
+  // make(rows) -> std::optional<Primitive> for each distinct chunk size of n
+  // rows; false as soon as one gives nullopt.
+  template <typename Make>
+  bool Gather(int64_t n, Make&& make) {
+    bool complete = true;
+    ForEachRowChunk(n, [&](int64_t, int64_t rows) {
+      if (!complete || Find(rows) != nullptr) return;
+      std::optional<Primitive> made = make(rows);
+      if (!made.has_value()) {
+        complete = false;
+        return;
+      }
+      items_[size_++] = {rows, std::move(*made)};
+    });
+    return complete;
+  }
+  // The gathered primitive for chunks of `rows` rows.
+  const Primitive& For(int64_t rows) const { return *Find(rows); }
+
+ private:
+  const Primitive* Find(int64_t rows) const {
+    for (int i = 0; i < size_; ++i) {
+      if (items_[i].first == rows) return &items_[i].second;
+    }
+    return nullptr;
+  }
+  std::pair<int64_t, Primitive> items_[5];
+  int size_ = 0;
+};
 
 }  // namespace mtla::cpu
 
